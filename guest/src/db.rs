@@ -1,0 +1,120 @@
+//! The database as the guest sees it: statements it sends to the host, one host call each.
+
+use serde_json::Value;
+
+/// Why a statement failed, as the host reports it (see ABI.md, "Database results").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbError {
+    /// `duplicate`, `unavailable`, `limit` or `error`.
+    pub kind: String,
+    pub code: i64,
+    pub message: String,
+}
+
+impl DbError {
+    pub fn protocol(message: impl Into<String>) -> Self {
+        DbError { kind: "error".into(), code: 0, message: message.into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Executed {
+    /// Rows matched by the statement (the host connects with FOUND_ROWS).
+    pub rows_affected: u64,
+    pub last_insert_id: u64,
+}
+
+pub trait Db {
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, DbError>;
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<Executed, DbError>;
+    fn begin(&mut self) -> Result<(), DbError>;
+    fn commit(&mut self) -> Result<(), DbError>;
+    fn rollback(&mut self) -> Result<(), DbError>;
+    fn log(&mut self, level: LogLevel, message: &str);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum LogLevel {
+    Debug = 10,
+    Info = 20,
+    Warning = 30,
+    Error = 40,
+}
+
+/// Encodes one statement for `db_query` / `db_execute`.
+pub fn encode_statement(sql: &str, params: &[Value]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(sql.len() + 16 * params.len() + 24);
+    out.extend_from_slice(b"{\"sql\":");
+    serde_json::to_writer(&mut out, sql).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(b",\"params\":");
+    serde_json::to_writer(&mut out, params).expect("writing to a Vec cannot fail");
+    out.push(b'}');
+    out
+}
+
+/// Decodes the host's answer to any database call: its JSON object, or the error it carries.
+pub fn decode_result(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, DbError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| DbError::protocol(format!("host sent malformed JSON: {}", e)))?;
+    let mut obj = match value {
+        Value::Object(obj) => obj,
+        _ => return Err(DbError::protocol("host sent a result that is not an object")),
+    };
+    if let Some(err) = obj.remove("error") {
+        return Err(DbError {
+            kind: err.get("kind").and_then(Value::as_str).unwrap_or("error").to_string(),
+            code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+            message: err.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
+        });
+    }
+    Ok(obj)
+}
+
+pub fn decode_rows(bytes: &[u8]) -> Result<Vec<Vec<Value>>, DbError> {
+    match decode_result(bytes)?.remove("rows") {
+        Some(Value::Array(rows)) => rows
+            .into_iter()
+            .map(|row| match row {
+                Value::Array(cells) => Ok(cells),
+                _ => Err(DbError::protocol("host sent a row that is not an array")),
+            })
+            .collect(),
+        _ => Err(DbError::protocol("host sent no rows")),
+    }
+}
+
+pub fn decode_executed(bytes: &[u8]) -> Result<Executed, DbError> {
+    let obj = decode_result(bytes)?;
+    let number = |key: &str| obj.get(key).and_then(Value::as_u64).unwrap_or(0);
+    Ok(Executed { rows_affected: number("rows_affected"), last_insert_id: number("last_insert_id") })
+}
+
+pub fn decode_ok(bytes: &[u8]) -> Result<(), DbError> {
+    decode_result(bytes).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn statements_are_one_json_object() {
+        let bytes = encode_statement("SELECT %s", &[json!(1), json!("a\"b")]);
+        assert_eq!(std::str::from_utf8(&bytes).unwrap(), r#"{"sql":"SELECT %s","params":[1,"a\"b"]}"#);
+    }
+
+    #[test]
+    fn errors_come_back_typed() {
+        let err = decode_rows(br#"{"error":{"kind":"duplicate","code":1062,"message":"dup"}}"#).unwrap_err();
+        assert_eq!(err.kind, "duplicate");
+        assert_eq!(err.code, 1062);
+        assert_eq!(decode_rows(b"nonsense").unwrap_err().kind, "error");
+        assert_eq!(decode_rows(br#"{"rows":[[1,"2.00"]]}"#).unwrap(), vec![vec![json!(1), json!("2.00")]]);
+        assert_eq!(
+            decode_executed(br#"{"rows_affected":2,"last_insert_id":9}"#).unwrap(),
+            Executed { rows_affected: 2, last_insert_id: 9 }
+        );
+    }
+}
