@@ -19,7 +19,7 @@ import pymysql
 from ._errors import EmbeddedDatabaseError
 from ._settings import DatabaseURL
 
-_SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin"])
+_SBIN = ["/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin"]
 
 HOW_TO_GET_A_DATABASE = """\
 No DATABASE_URL is set and no MariaDB server is installed to start a private one. Either:
@@ -29,9 +29,13 @@ No DATABASE_URL is set and no MariaDB server is installed to start a private one
 
 
 def find_binaries() -> tuple[str, str] | None:
-    """(server, install-db) paths, or None when MariaDB is not installed."""
-    server = shutil.which("mariadbd", path=_SEARCH_PATH) or shutil.which("mysqld", path=_SEARCH_PATH)
-    install = shutil.which("mariadb-install-db", path=_SEARCH_PATH) or shutil.which("mysql_install_db", path=_SEARCH_PATH)
+    """(server, install-db) paths, or None when MariaDB is not installed.
+
+    Looked for in MARIADB_BIN_PATH when set, else in PATH and the usual sbin directories.
+    """
+    path = os.environ.get("MARIADB_BIN_PATH") or os.pathsep.join([os.environ.get("PATH", ""), *_SBIN])
+    server = shutil.which("mariadbd", path=path) or shutil.which("mysqld", path=path)
+    install = shutil.which("mariadb-install-db", path=path) or shutil.which("mysql_install_db", path=path)
     return (server, install) if server and install else None
 
 

@@ -1,0 +1,131 @@
+"""Fixtures: a private MariaDB for the whole run, and the real service on every installed engine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pymysql
+import pytest
+
+from service import EmbeddedMariaDB, available_engines
+from service._embedded import free_port
+from service._settings import DatabaseURL
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINES = available_engines()
+
+
+def pytest_report_header() -> str:
+    return f"wasm engines under test: {', '.join(ENGINES)}"
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedMariaDB]:
+    """A MariaDB server of the suite's own: private data directory and port, stopped at the end."""
+    server = EmbeddedMariaDB(tmp_path_factory.mktemp("mariadb") / "data", database="orders_test")
+    server.start()
+    yield server
+    server.stop()
+
+
+class Db:
+    """Direct access to a test database, to see what the service really wrote."""
+
+    def __init__(self, url: DatabaseURL) -> None:
+        self.url = url
+
+    def connect(self) -> pymysql.connections.Connection:
+        u = self.url
+        return pymysql.connect(host=u.host, port=u.port, user=u.user, password=u.password, database=u.database, autocommit=True)
+
+    def rows(self, sql: str = "SELECT * FROM orders ORDER BY order_id", params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+
+    def run(self, sql: str, params: tuple[object, ...] = ()) -> None:
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+
+
+def make_database(mariadb: EmbeddedMariaDB, name: str) -> Db:
+    with pymysql.connect(host="127.0.0.1", port=mariadb.port, user="root", password="") as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    return Db(DatabaseURL("127.0.0.1", mariadb.port, "root", "", name))
+
+
+def url_of(db: Db) -> str:
+    u = db.url
+    return f"mysql://{u.user}:{u.password}@{u.host}:{u.port}/{u.database}"
+
+
+class Service:
+    """`python -m service` running in a child process, as a user starts it."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service", "--port", str(self.port)],
+            cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        self.client = httpx.Client(base_url=self.base, timeout=30)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the service exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                self.client.get("/")
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the service did not answer within 60 s:\n{self.log()}") from None
+                time.sleep(0.05)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.client.close()
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def service_db(mariadb: EmbeddedMariaDB, engine: str) -> Db:
+    return make_database(mariadb, f"orders_{engine}")
+
+
+@pytest.fixture(scope="session")
+def service(service_db: Db, engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The service on one engine, with ORDERS_ALLOW_RESET on, as in the README's demo."""
+    env = {"DATABASE_URL": url_of(service_db), "WASM_ENGINE": engine, "ORDERS_ALLOW_RESET": "1"}
+    svc = Service(env, tmp_path_factory.mktemp(f"service-{engine}") / "service.log")
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture
+def client(service: Service, service_db: Db) -> httpx.Client:
+    """A client for a service whose orders table starts empty."""
+    service_db.run("TRUNCATE TABLE orders")
+    return service.client
