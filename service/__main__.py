@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import signal
 import sys
 
 import uvicorn
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"service: {e}", file=sys.stderr)
             return 1
         log.info("private MariaDB server ready on 127.0.0.1:%d", embedded.port)
+    # uvicorn re-raises SIGTERM once it has shut down; turning it into SystemExit lets the
+    # `finally` below stop the private database rather than the process dying first.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run(create_app(settings, guest), host=args.host, port=args.port, log_level=settings.log_level.lower())
     finally:
@@ -56,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             log.info("stopping the private MariaDB server")
             embedded.stop()
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -204,7 +204,12 @@ def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={Exception: internal_error, GuestFault: guest_fault, PayloadTooLarge: too_large, HTTPException: http_error},
+        exception_handlers={
+            Exception: internal_error,
+            GuestFault: guest_fault,
+            PayloadTooLarge: too_large,
+            HTTPException: http_error,
+        },
     )
     app.add_middleware(CorsHeaders)
     return app

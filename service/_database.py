@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,16 @@ _DECODERS[FIELD_TYPE.DECIMAL] = str
 
 # Client-side codes (2xxx) and server codes that mean the connection or server is gone.
 _UNAVAILABLE_CODES = {
-    2002, 2003, 2005, 2006, 2013, 2014, 2055,
-    ER.CON_COUNT_ERROR, ER.SERVER_SHUTDOWN, ER.TOO_MANY_USER_CONNECTIONS,
+    2002,
+    2003,
+    2005,
+    2006,
+    2013,
+    2014,
+    2055,
+    ER.CON_COUNT_ERROR,
+    ER.SERVER_SHUTDOWN,
+    ER.TOO_MANY_USER_CONNECTIONS,
     1927,  # ER_CONNECTION_KILLED
 }
 _DUPLICATE_CODES = {ER.DUP_ENTRY, 1586}  # 1586: ER_DUP_ENTRY_WITH_KEY_NAME
@@ -159,9 +168,12 @@ class Database:
             if self._schema_ready:
                 return
             try:
-                async with conn.cursor() as cur:
-                    for statement in schema_statements():
-                        await cur.execute(statement)
+                with warnings.catch_warnings():
+                    # "Table ... already exists" is the expected note of idempotent DDL.
+                    warnings.simplefilter("ignore", pymysql.Warning)
+                    async with conn.cursor() as cur:
+                        for statement in schema_statements():
+                            await cur.execute(statement)
             except Exception as e:
                 raise convert_error(e) from None
             self._schema_ready = True

@@ -6,10 +6,13 @@ as a child process that stops with its owner.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +48,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to send SIGTERM when the service dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class EmbeddedMariaDB:
     """A MariaDB server in `datadir`, listening on 127.0.0.1 only, root without a password."""
 
@@ -73,20 +83,39 @@ class EmbeddedMariaDB:
         if not (self.datadir / "mysql").is_dir():
             self.datadir.mkdir(parents=True, exist_ok=True)
             done = subprocess.run(
-                [install, "--no-defaults", f"--datadir={self.datadir}", "--auth-root-authentication-method=normal",
-                 "--skip-test-db", *as_root],
+                [
+                    install,
+                    "--no-defaults",
+                    f"--datadir={self.datadir}",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                    *as_root,
+                ],
                 capture_output=True,
             )
             if done.returncode != 0:
                 shutil.rmtree(self.datadir / "mysql", ignore_errors=True)
                 raise EmbeddedDatabaseError(f"mariadb-install-db failed:\n{done.stderr.decode(errors='replace')[-2000:]}")
         self._process = subprocess.Popen(
-            [server, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self._rundir / 'mysqld.sock'}",
-             f"--pid-file={self._rundir / 'mysqld.pid'}", f"--port={self.port}", "--bind-address=127.0.0.1",
-             f"--log-error={log_file}", "--skip-name-resolve", "--innodb-buffer-pool-size=64M",
-             "--max-connections=500", *as_root],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                server,
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                f"--socket={self._rundir / 'mysqld.sock'}",
+                f"--pid-file={self._rundir / 'mysqld.pid'}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--log-error={log_file}",
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=64M",
+                "--max-connections=500",
+                *as_root,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while True:
@@ -98,7 +127,9 @@ class EmbeddedMariaDB:
             except pymysql.err.OperationalError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise EmbeddedDatabaseError(f"MariaDB did not accept connections within {timeout:.0f} s; see {log_file}") from None
+                    raise EmbeddedDatabaseError(
+                        f"MariaDB did not accept connections within {timeout:.0f} s; see {log_file}"
+                    ) from None
                 time.sleep(0.1)
                 continue
             with conn:

@@ -56,9 +56,7 @@ class Instance(ABC):
 
     def _check(self, ptr: int, length: int) -> None:
         if ptr < 0 or length < 0 or ptr + length > self.memory_size():
-            raise GuestMemoryError(
-                f"guest memory range {ptr}+{length} is outside its memory of {self.memory_size()} bytes"
-            )
+            raise GuestMemoryError(f"guest memory range {ptr}+{length} is outside its memory of {self.memory_size()} bytes")
 
 
 class CompiledModule(ABC):

@@ -139,7 +139,9 @@ class GuestInstance:
         self.invocation = invocation
         try:
             # The asyncify buffer's header: where saved state starts, and where its space ends.
-            self.raw.write(self.data, (self.data + 8).to_bytes(4, "little") + (self.data + 8 + ASYNCIFY_STACK_BYTES).to_bytes(4, "little"))
+            self.raw.write(
+                self.data, (self.data + 8).to_bytes(4, "little") + (self.data + 8 + ASYNCIFY_STACK_BYTES).to_bytes(4, "little")
+            )
             ptr = self._write_request(request)
             length = len(request)
             packed = int(self.handle(ptr, length))
@@ -187,10 +189,16 @@ class Guest:
         allowed = {("host", n) for n in (*SUSPENDING_IMPORTS, "log")}
         foreign = [f"{m}.{n}" for m, n in self.compiled.imports if (m, n) not in allowed]
         if foreign:
-            raise GuestLoadError(f"{name} imports {', '.join(foreign)}; a guest may import only {sorted(n for _, n in allowed)} from 'host'")
+            raise GuestLoadError(
+                f"{name} imports {', '.join(foreign)}; a guest may import only {sorted(n for _, n in allowed)} from 'host'"
+            )
         missing = [e for e in REQUIRED_EXPORTS if e not in self.compiled.exports]
         if missing:
-            hint = " (was it post-processed with wasm-opt --asyncify? build it with guest/build.sh)" if any(m.startswith("asyncify") for m in missing) else ""
+            hint = (
+                " (was it post-processed with wasm-opt --asyncify? build it with guest/build.sh)"
+                if any(m.startswith("asyncify") for m in missing)
+                else ""
+            )
             raise GuestLoadError(f"{name} does not export {', '.join(missing)}{hint}")
         self._pool_max = pool_max
         self._idle: list[GuestInstance] = []
@@ -254,4 +262,3 @@ class Guest:
             return response
         finally:
             self._release(instance, reusable)
-

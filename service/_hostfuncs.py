@@ -61,7 +61,9 @@ class HostSession:
                     rows = await Database.query(conn, sql, params)
                     result = json.dumps({"rows": rows}, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
                     if len(result) > self._max_result_bytes:
-                        return _error("limit", 0, f"the result of {len(result)} bytes is over the cap of {self._max_result_bytes}")
+                        return _error(
+                            "limit", 0, f"the result of {len(result)} bytes is over the cap of {self._max_result_bytes}"
+                        )
                     return result
                 matched, last_id = await Database.execute(conn, sql, params)
                 return b'{"rows_affected":%d,"last_insert_id":%d}' % (matched, last_id)
@@ -87,7 +89,7 @@ class HostSession:
             statement = json.loads(payload)
             sql, params = statement["sql"], statement["params"]
         except (ValueError, TypeError, KeyError):
-            raise _InvalidStatement("a statement must be JSON {\"sql\": ..., \"params\": [...]}") from None
+            raise _InvalidStatement('a statement must be JSON {"sql": ..., "params": [...]}') from None
         if not isinstance(sql, str) or not isinstance(params, list):
             raise _InvalidStatement("sql must be a string and params an array")
         if any(isinstance(p, (dict, list)) for p in params):

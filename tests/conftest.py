@@ -44,7 +44,9 @@ class Db:
         u = self.url
         return pymysql.connect(host=u.host, port=u.port, user=u.user, password=u.password, database=u.database, autocommit=True)
 
-    def rows(self, sql: str = "SELECT * FROM orders ORDER BY order_id", params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def rows(
+        self, sql: str = "SELECT * FROM orders ORDER BY order_id", params: tuple[object, ...] = ()
+    ) -> list[tuple[object, ...]]:
         with self.connect() as conn, conn.cursor() as cur:
             cur.execute(sql, params)
             return list(cur.fetchall())
@@ -76,7 +78,10 @@ class Service:
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service", "--port", str(self.port)],
-            cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self.client = httpx.Client(base_url=self.base, timeout=30)
         deadline = time.monotonic() + 60

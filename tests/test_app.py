@@ -19,8 +19,13 @@ UPDATE_JSON = (SAMPLES / "update_order.json").read_bytes()
 FORM = {"content-type": "application/x-www-form-urlencoded"}  # what `curl -d @file` sends
 
 ORDER: dict[str, Any] = {
-    "order_id": 7, "product_id": 12, "quantity": 2, "amount": 19.99,
-    "shipping": 15.0, "tax": 2.0, "shipping_address": "Mataderos 2312",
+    "order_id": 7,
+    "product_id": 12,
+    "quantity": 2,
+    "amount": 19.99,
+    "shipping": 15.0,
+    "tax": 2.0,
+    "shipping_address": "Mataderos 2312",
 }
 INDEX = "The valid endpoints are /init /create_order /create_orders /update_order /orders /delete_order"
 
@@ -111,7 +116,9 @@ CORS = {
 }
 
 
-@pytest.mark.parametrize("path", ["/", "/init", "/create_order", "/create_orders", "/orders", "/update_order", "/delete_order", "/echo"])
+@pytest.mark.parametrize(
+    "path", ["/", "/init", "/create_order", "/create_orders", "/orders", "/update_order", "/delete_order", "/echo"]
+)
 def test_options_and_cors_on_every_route(client: httpx.Client, path: str) -> None:
     response = client.options(path, headers={"origin": "http://localhost:8090", "access-control-request-method": "POST"})
     assert response.status_code == 200
@@ -181,7 +188,15 @@ def test_bad_update_order(client: httpx.Client, service_db: Db, name: str, body:
 
 
 def test_every_bad_field_is_reported(client: httpx.Client) -> None:
-    body = {"order_id": "x", "product_id": -1, "quantity": 1.5, "amount": 1.001, "shipping": None, "tax": [], "shipping_address": ""}
+    body = {
+        "order_id": "x",
+        "product_id": -1,
+        "quantity": 1.5,
+        "amount": 1.001,
+        "shipping": None,
+        "tax": [],
+        "shipping_address": "",
+    }
     error = expect_error(client.post("/create_order", json=body), 422)
     assert [e["field"] for e in error["errors"]] == list(body)
 
@@ -220,7 +235,10 @@ def test_update_of_a_missing_order_is_404(client: httpx.Client, service_db: Db) 
     assert client.post("/update_order", json=ORDER).json() == {"status": True}  # unchanged, still found
 
 
-@pytest.mark.parametrize("params, status", [({}, 400), ({"id": "abc"}, 400), ({"id": ""}, 400), ({"id": "1.5"}, 400), ({"id": "99"}, 404), ({"id": "-1"}, 404)])
+@pytest.mark.parametrize(
+    "params, status",
+    [({}, 400), ({"id": "abc"}, 400), ({"id": ""}, 400), ({"id": "1.5"}, 400), ({"id": "99"}, 404), ({"id": "-1"}, 404)],
+)
 def test_bad_delete(client: httpx.Client, service_db: Db, params: dict[str, str], status: int) -> None:
     client.post("/create_order", json=ORDER)
     expect_error(client.get("/delete_order", params=params), status, "id")

@@ -1,0 +1,317 @@
+"""The host against small hand-written guests: bad pointers, traps mid-transaction, wrong ABIs.
+
+Each guest is WAT, post-processed with binaryen's asyncify as the real guest is, and run on
+every installed engine against the suite's MariaDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import wasmtime
+
+from service import Guest, GuestFault, GuestLoadError, GuestMemoryError, load_engine
+from service._database import Database
+from service._guest import DEFAULT_MODULE
+from service._hostfuncs import HostSession
+
+from .conftest import ENGINES, ROOT, Db, EmbeddedMariaDB, Service, make_database
+
+T = TypeVar("T")
+ASYNC_IMPORTS = "host.db_query,host.db_execute,host.db_begin,host.db_commit,host.db_rollback"
+OK_RESPONSE = '{"status":200,"content_type":"application/json"}\n{"status":true}'
+INSERT = json.dumps(
+    {
+        "sql": "INSERT INTO orders (product_id, quantity, amount, shipping, tax, shipping_address) "
+        "VALUES (%s, 1, 1, 1, 1, 'from a hostile guest')",
+        "params": [42],
+    }
+)
+
+
+def wat_string(text: str) -> str:
+    """A WAT string literal: every byte as a hex escape."""
+    return '"' + "".join(f"\\{b:02x}" for b in text.encode()) + '"'
+
+
+def wat_guest(handle_body: str, *, abi: int = 1, extra: str = "", data: str = OK_RESPONSE) -> str:
+    """A minimal guest: bump allocator, a response at 1024, a statement at 4096."""
+    return f"""
+(module
+  (import "host" "db_query" (func $db_query (param i32 i32) (result i64)))
+  (import "host" "db_execute" (func $db_execute (param i32 i32) (result i64)))
+  (import "host" "db_begin" (func $db_begin (result i64)))
+  (import "host" "db_commit" (func $db_commit (result i64)))
+  (import "host" "db_rollback" (func $db_rollback (result i64)))
+  (import "host" "log" (func $log (param i32 i32 i32)))
+  {extra}
+  (memory (export "memory") 4)
+  (global $heap (mut i32) (i32.const 65536))
+  (data (i32.const 1024) {wat_string(data)})
+  (data (i32.const 4096) {wat_string(INSERT)})
+  (func (export "abi_version") (result i32) (i32.const {abi}))
+  (func (export "alloc") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (block $enough
+      (br_if $enough (i32.le_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536))))
+      (drop (memory.grow (i32.add (i32.shr_u (local.get $n) (i32.const 16)) (i32.const 1)))))
+    (local.get $p))
+  (func (export "dealloc") (param i32 i32))
+  (func (export "handle") (param $ptr i32) (param $len i32) (result i64)
+    {handle_body})
+)"""
+
+
+RESPOND = f"(i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const {len(OK_RESPONSE)}))"
+INSERT_LEN = len(INSERT)
+
+
+def build(wat: str, tmp_path: Path, *, asyncify: bool = True) -> bytes:
+    raw = tmp_path / "guest.wasm"
+    raw.write_bytes(wasmtime.wat2wasm(wat))
+    if not asyncify:
+        return raw.read_bytes()
+    out = tmp_path / "guest.async.wasm"
+    subprocess.run(
+        ["wasm-opt", "--asyncify", f"--pass-arg=asyncify-imports@{ASYNC_IMPORTS}", str(raw), "-o", str(out)], check=True
+    )
+    return out.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def guest_db(mariadb: EmbeddedMariaDB) -> Db:
+    db = make_database(mariadb, "orders_guests")
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute((ROOT / "sql" / "schema.sql").read_text())
+    return db
+
+
+@pytest.fixture(params=ENGINES)
+def engine_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def run(db: Db, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def main() -> T:
+        database = Database(db.url, pool_max=3)
+        await database.start()
+        try:
+            return await work(database)
+        finally:
+            await database.close()
+
+    return asyncio.run(main())
+
+
+async def invoke(guest: Guest, database: Database, request: bytes = b'{"op":"orders"}\n') -> Any:
+    session = HostSession(database, max_result_bytes=1 << 20)
+    try:
+        return await guest.invoke(request, session.call, session.log, max_statement_bytes=1 << 20, max_response_bytes=1 << 20)
+    finally:
+        await session.close()
+
+
+def load(engine_name: str, wasm: bytes) -> Guest:
+    return Guest(load_engine(engine_name), wasm)
+
+
+# --- what a guest hands the host is checked ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "handle_body",
+    [
+        "(drop (call $db_query (i32.const -256) (i32.const 100))) (i64.const 0)",
+        "(drop (call $db_execute (i32.const 4096) (i32.const 0x7fffffff))) (i64.const 0)",
+        "(drop (call $db_query (i32.const 262100) (i32.const 200))) (i64.const 0)",
+        "(call $log (i32.const 20) (i32.const -1) (i32.const 10)) (i64.const 0)",
+    ],
+    ids=["pointer past the end", "length past the end", "range across the end", "log with a bad pointer"],
+)
+def test_out_of_range_pointers_trap_the_guest_not_the_host(
+    engine_name: str, guest_db: Db, tmp_path: Path, handle_body: str
+) -> None:
+    guest = load(engine_name, build(wat_guest(handle_body), tmp_path))
+
+    async def work(database: Database) -> None:
+        for _ in range(2):  # the same instance is not reused after a fault; a new one works
+            with pytest.raises(GuestMemoryError):
+                await invoke(guest, database)
+
+    run(guest_db, work)
+
+
+@pytest.mark.parametrize(
+    "packed, error",
+    [
+        ("(i64.const 0xFFFFFFF000000010)", GuestMemoryError),
+        ("(i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const 0x7fffffff))", GuestMemoryError),
+        ("(i64.or (i64.shl (i64.const 4096) (i64.const 32)) (i64.const 20))", GuestFault),
+    ],
+    ids=["response outside memory", "response too long", "response without a header"],
+)
+def test_malformed_responses_are_faults(engine_name: str, guest_db: Db, tmp_path: Path, packed: str, error: type) -> None:
+    guest = load(engine_name, build(wat_guest(packed), tmp_path))
+    with pytest.raises(error):
+        run(guest_db, lambda database: invoke(guest, database))
+
+
+def test_a_bad_status_is_a_fault(engine_name: str, guest_db: Db, tmp_path: Path) -> None:
+    data = '{"status":99,"content_type":"text/plain"}\nhi'
+    wasm = build(wat_guest(f"(i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const {len(data)}))", data=data), tmp_path)
+    with pytest.raises(GuestFault, match="header is not valid"):
+        run(guest_db, lambda database: invoke(load(engine_name, wasm), database))
+
+
+def test_a_guest_that_answers_is_answered(engine_name: str, guest_db: Db, tmp_path: Path) -> None:
+    guest = load(engine_name, build(wat_guest(RESPOND), tmp_path))
+    response = run(guest_db, lambda database: invoke(guest, database))
+    assert (response.status, response.content_type, response.body) == (200, "application/json", b'{"status":true}')
+
+
+# --- transactions end with the invocation ---------------------------------------------------
+
+TRAP_IN_TRANSACTION = f"""
+    (drop (call $db_begin))
+    (drop (call $db_execute (i32.const 4096) (i32.const {INSERT_LEN})))
+    (unreachable)"""
+
+LEAVE_TRANSACTION_OPEN = f"""
+    (drop (call $db_begin))
+    (drop (call $db_execute (i32.const 4096) (i32.const {INSERT_LEN})))
+    {RESPOND}"""
+
+COMMIT = f"""
+    (drop (call $db_begin))
+    (drop (call $db_execute (i32.const 4096) (i32.const {INSERT_LEN})))
+    (drop (call $db_commit))
+    {RESPOND}"""
+
+
+def hostile_rows(db: Db) -> list[tuple[object, ...]]:
+    return db.rows("SELECT product_id FROM orders WHERE shipping_address = 'from a hostile guest'")
+
+
+def test_a_trap_mid_transaction_is_rolled_back(engine_name: str, guest_db: Db, tmp_path: Path) -> None:
+    guest_db.run("DELETE FROM orders")
+    guest = load(engine_name, build(wat_guest(TRAP_IN_TRANSACTION), tmp_path))
+
+    async def work(database: Database) -> None:
+        for _ in range(5):  # more than the pool's 3 connections: each one came back
+            with pytest.raises(GuestFault, match="trapped"):
+                await invoke(guest, database)
+            assert hostile_rows(guest_db) == []
+
+    run(guest_db, work)
+
+
+def test_an_open_transaction_is_rolled_back_at_the_end(engine_name: str, guest_db: Db, tmp_path: Path) -> None:
+    guest_db.run("DELETE FROM orders")
+    guest = load(engine_name, build(wat_guest(LEAVE_TRANSACTION_OPEN), tmp_path))
+
+    async def work(database: Database) -> None:
+        for _ in range(5):
+            assert (await invoke(guest, database)).status == 200
+        assert hostile_rows(guest_db) == []
+
+    run(guest_db, work)
+
+
+def test_a_committed_transaction_stays(engine_name: str, guest_db: Db, tmp_path: Path) -> None:
+    guest_db.run("DELETE FROM orders")
+    guest = load(engine_name, build(wat_guest(COMMIT), tmp_path))
+    assert run(guest_db, lambda database: invoke(guest, database)).status == 200
+    assert hostile_rows(guest_db) == [(42,)]
+
+
+def test_suspended_guests_interleave(engine_name: str, guest_db: Db, tmp_path: Path) -> None:
+    """Many requests at once, each suspended at the database, each on its own instance."""
+    guest_db.run("DELETE FROM orders")
+    guest = load(engine_name, build(wat_guest(COMMIT), tmp_path))
+
+    async def work(database: Database) -> list[int]:
+        responses = await asyncio.gather(*(invoke(guest, database) for _ in range(40)))
+        return [r.status for r in responses]
+
+    assert run(guest_db, work) == [200] * 40
+    assert len(hostile_rows(guest_db)) == 40
+
+
+# --- a guest the host does not speak is refused at load ---------------------------------------
+
+
+def test_an_unknown_abi_version_is_refused(engine_name: str, tmp_path: Path) -> None:
+    wasm = build(wat_guest(RESPOND, abi=2), tmp_path)
+    with pytest.raises(GuestLoadError, match="ABI version 2, but this host speaks version 1"):
+        load(engine_name, wasm)
+
+
+def test_foreign_imports_are_refused(engine_name: str, tmp_path: Path) -> None:
+    extra = '(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))'
+    with pytest.raises(GuestLoadError, match="wasi_snapshot_preview1.fd_write"):
+        load(engine_name, build(wat_guest(RESPOND, extra=extra), tmp_path))
+
+
+def test_a_module_without_asyncify_is_refused(engine_name: str, tmp_path: Path) -> None:
+    with pytest.raises(GuestLoadError, match="asyncify"):
+        load(engine_name, build(wat_guest(RESPOND), tmp_path, asyncify=False))
+
+
+def test_bytes_that_are_not_wasm_are_refused(engine_name: str) -> None:
+    with pytest.raises(GuestLoadError, match="does not compile"):
+        load(engine_name, b"\0asm garbage")
+
+
+def test_the_service_refuses_a_wrong_abi_at_startup(tmp_path: Path) -> None:
+    path = tmp_path / "v2.wasm"
+    path.write_bytes(build(wat_guest(RESPOND, abi=2), tmp_path))
+    env = {**os.environ, "GUEST_MODULE": str(path), "DATABASE_URL": "mysql://root@127.0.0.1:1/none"}
+    done = subprocess.run([sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "speaks guest ABI version 2, but this host speaks version 1" in done.stderr
+
+
+# --- the real guest -------------------------------------------------------------------------
+
+
+def test_the_real_guest_imports_only_host_functions() -> None:
+    module = wasmtime.Module(wasmtime.Engine(), DEFAULT_MODULE.read_bytes())
+    imports = sorted((i.module, i.name) for i in module.imports)
+    assert imports == sorted(("host", n) for n in ("db_query", "db_execute", "db_begin", "db_commit", "db_rollback", "log"))
+
+
+TRAP_ON_T = f"""
+    (if (i32.eq (i32.load8_u (i32.sub (i32.add (local.get $ptr) (local.get $len)) (i32.const 1))) (i32.const 84))
+      (then (unreachable)))
+    {RESPOND}"""
+
+
+def test_the_service_answers_a_trap_with_500_and_keeps_serving(
+    engine_name: str, guest_db: Db, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    path = tmp_path / "trap-on-t.wasm"
+    path.write_bytes(build(wat_guest(TRAP_ON_T), tmp_path))
+    u = guest_db.url
+    env = {"GUEST_MODULE": str(path), "WASM_ENGINE": engine_name, "DATABASE_URL": f"mysql://root@{u.host}:{u.port}/{u.database}"}
+    svc = Service(env, tmp_path / "service.log")
+    try:
+        for _ in range(3):
+            trapped = svc.client.post("/echo", content=b"T")
+            assert trapped.status_code == 500
+            error = trapped.json()["error"]
+            assert error["code"] == "guest_fault"
+            assert error["error_id"] in svc.log()
+            assert trapped.headers["access-control-allow-origin"] == "*"
+            fine = svc.client.post("/echo", content=b"x")
+            assert (fine.status_code, fine.json()) == (200, {"status": True})
+    finally:
+        svc.stop()

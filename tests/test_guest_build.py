@@ -1,0 +1,29 @@
+"""The committed guest module is the one its sources build."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from service._guest import DEFAULT_MODULE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_module_was_rebuilt_after_the_sources_changed() -> None:
+    spec = importlib.util.spec_from_file_location("source_hash", ROOT / "guest" / "source_hash.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    recorded = DEFAULT_MODULE.with_name("orders.wasm.source-sha256").read_text().strip()
+    assert recorded == module.source_hash(), "guest/ changed but service/guest/orders.wasm was not rebuilt: run guest/build.sh"
+
+
+def test_the_hash_covers_every_source_file() -> None:
+    spec = importlib.util.spec_from_file_location("source_hash", ROOT / "guest" / "source_hash.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    covered = {p.relative_to(ROOT / "guest").as_posix() for p in module.source_files()}
+    rust = {p.relative_to(ROOT / "guest").as_posix() for p in (ROOT / "guest" / "src").rglob("*.rs")}
+    assert rust <= covered and {"Cargo.toml", "build.sh"} <= covered
