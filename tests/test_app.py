@@ -147,6 +147,7 @@ BAD_ORDERS: list[tuple[str, bytes, int, str | None]] = [
     ("malformed JSON", b'{"order_id": 1,', 400, None),
     ("empty body", b"", 400, None),
     ("not JSON at all", b"order please", 400, None),
+    ("nested too deep", b"[" * 100_000 + b"]" * 100_000, 400, None),
     ("invalid UTF-8", b'{"shipping_address": "\xff"}', 400, None),
     ("an array", b"[1, 2]", 422, "body"),
     ("a string", b'"order"', 422, "body"),

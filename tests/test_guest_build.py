@@ -27,3 +27,12 @@ def test_the_hash_covers_every_source_file() -> None:
     covered = {p.relative_to(ROOT / "guest").as_posix() for p in module.source_files()}
     rust = {p.relative_to(ROOT / "guest").as_posix() for p in (ROOT / "guest" / "src").rglob("*.rs")}
     assert rust <= covered and {"Cargo.toml", "build.sh"} <= covered
+
+
+def test_the_host_holds_no_order_sql() -> None:
+    """Every statement is the guest's; the host only runs what it is handed (and sql/)."""
+    import re
+
+    pattern = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|TRUNCATE|CREATE TABLE|DROP)\b")
+    for path in (ROOT / "service").glob("*.py"):
+        assert not pattern.findall(path.read_text()), f"SQL in {path.name}"
