@@ -1,51 +1,49 @@
-"""HTTP: the original service's routes, CORS, body limits, and errors mapped to answers.
-
-Every order route becomes one guest invocation; this module knows the routes, not the rules.
-"""
+"""The routes: every order route is one guest invocation; this module knows routes, not rules."""
 
 from __future__ import annotations
 
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from ._database import Database
 from ._engines import load_engine
 from ._errors import DatabaseUnavailable, GuestFault, ServiceError
 from ._guest import Guest
 from ._hostfuncs import HostSession
+from ._http import CorsHeaders, PayloadTooLarge, guest_fault, http_error, internal_error, read_body, too_large
+from ._openapi import openapi_document
+from ._resources import project_dir
 from ._settings import Settings
 
 log = logging.getLogger("service")
 
 INDEX_TEXT = "The valid endpoints are /init /create_order /create_orders /update_order /orders /delete_order"
+STATIC_DIR = project_dir("static")
 
-# The original answers every response with these, so a page from another origin works.
-CORS_HEADERS = [
-    (b"access-control-allow-origin", b"*"),
-    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-    (b"access-control-allow-headers", b"api,Keep-Alive,User-Agent,Content-Type"),
+# (path, methods, guest operation): the original's routes, then the REST API.
+GUEST_ROUTES: list[tuple[str, list[str], str]] = [
+    ("/init", ["GET"], "init"),
+    ("/create_order", ["POST"], "create_order"),
+    ("/create_orders", ["POST"], "create_orders"),
+    ("/orders", ["GET"], "orders"),
+    ("/update_order", ["POST"], "update_order"),
+    ("/delete_order", ["GET"], "delete_order"),
+    ("/echo", ["POST"], "echo"),
 ]
-
-# (path, HTTP method, guest operation)
-LEGACY_ROUTES = [
-    ("/init", "GET", "init"),
-    ("/create_order", "POST", "create_order"),
-    ("/create_orders", "POST", "create_orders"),
-    ("/orders", "GET", "orders"),
-    ("/update_order", "POST", "update_order"),
-    ("/delete_order", "GET", "delete_order"),
-    ("/echo", "POST", "echo"),
+REST_ROUTES: list[tuple[str, dict[str, str]]] = [
+    ("/api/orders", {"GET": "list", "POST": "create"}),
+    ("/api/orders/{order_id}", {"GET": "get", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}),
 ]
 
 
@@ -58,44 +56,24 @@ class Runtime:
     database: Database
 
 
-class PayloadTooLarge(ServiceError):
-    pass
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def error_body(code: str, message: str, **extra: str) -> bytes:
-    """The original's error shape, for errors the host answers itself."""
-    return json.dumps({"status": False, "error": {"code": code, "message": message, **extra}}).encode()
+def guest_endpoint(operations: dict[str, str], preflight_status: int) -> Endpoint:
+    """An endpoint that hands the request, by method, to a guest operation."""
 
-
-def json_error(status: int, code: str, message: str, **extra: str) -> Response:
-    return Response(error_body(code, message, **extra), status, media_type="application/json")
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body; raises PayloadTooLarge past `limit` bytes without reading further."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge()
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def guest_endpoint(operation: str):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request) -> Response:
         if request.method == "OPTIONS":
-            return Response(status_code=200)
+            return Response(status_code=preflight_status)
+        operation = operations["GET" if request.method == "HEAD" else request.method]
         runtime: Runtime = request.app.state.runtime
         settings = runtime.settings
-        body = await read_body(request, settings.max_body_bytes) if request.method == "POST" else b""
+        has_body = request.method in ("POST", "PUT", "PATCH")
+        body = await read_body(request, settings.max_body_bytes) if has_body else b""
         header = {
             "op": operation,
             "query": dict(request.query_params),
+            "path": request.path_params,
             "content_type": request.headers.get("content-type", ""),
             "allow_reset": settings.allow_reset,
         }
@@ -104,7 +82,7 @@ def guest_endpoint(operation: str):  # type: ignore[no-untyped-def]
             try:
                 await runtime.database.ensure_schema()
             except DatabaseUnavailable:
-                pass  # the guest's own statement will meet the outage and answer 503
+                pass  # the guest's own statement meets the outage and answers 503
         session = HostSession(runtime.database, max_result_bytes=settings.max_result_bytes, request_id=request_id)
         try:
             answer = await runtime.guest.invoke(
@@ -116,63 +94,48 @@ def guest_endpoint(operation: str):  # type: ignore[no-untyped-def]
             )
         finally:
             await session.close()
-        return Response(answer.body, answer.status, media_type=answer.content_type or None)
+        response = Response(answer.body, answer.status, media_type=answer.content_type or None)
+        for name, value in answer.headers:
+            response.headers[name] = value
+        if answer.status == 503:
+            response.headers["retry-after"] = "1"
+        engine = runtime.guest.engine.name
+        response.headers["x-wasm-engine"] = engine
+        response.headers["x-request-id"] = request_id
+        response.headers["server-timing"] = (
+            f'wasm;dur={answer.guest_seconds * 1000:.3f};desc="guest on {engine}", '
+            f'db;dur={answer.db_seconds * 1000:.3f};desc="database"'
+        )
+        return response
 
-    endpoint.__name__ = operation
+    endpoint.__name__ = "_".join(operations.values())
     return endpoint
 
 
 async def index(request: Request) -> Response:
+    """The demo page for browsers; the original's text for every other client."""
     if request.method == "OPTIONS":
         return Response(status_code=200)
+    if "text/html" in request.headers.get("accept", ""):
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
     return PlainTextResponse(INDEX_TEXT)
 
 
-async def guest_fault(request: Request, exc: Exception) -> Response:
-    error_id = uuid.uuid4().hex[:12]
-    log.error("guest fault %s on %s %s: %s", error_id, request.method, request.url.path, exc)
-    return json_error(500, "guest_fault", f"the order logic failed; error id {error_id} is in the service log", error_id=error_id)
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
 
 
-async def internal_error(request: Request, exc: Exception) -> Response:
-    error_id = uuid.uuid4().hex[:12]
-    log.exception("internal error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
-    return json_error(500, "internal_error", f"the service failed; error id {error_id} is in the service log", error_id=error_id)
-
-
-async def too_large(request: Request, exc: Exception) -> Response:
-    limit = request.app.state.runtime.settings.max_body_bytes
-    return json_error(413, "payload_too_large", f"the request body is over the limit of {limit} bytes")
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
-        return json_error(404, "not_found", f"no route {request.url.path}; {INDEX_TEXT}")
-    if exc.status_code == 405:
-        response = json_error(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}")
-        response.headers.update(exc.headers or {})
-        return response
-    return json_error(exc.status_code, "http_error", exc.detail)
-
-
-class CorsHeaders:
-    """Adds the original service's CORS headers to every response, errors included."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *CORS_HEADERS]
-            await send(message)
-
-        await self.app(scope, receive, send_with_cors)
+def build_routes() -> list[BaseRoute]:
+    routes: list[BaseRoute] = [
+        Route("/", index, methods=["GET", "OPTIONS"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    for path, methods, operation in GUEST_ROUTES:
+        routes.append(Route(path, guest_endpoint({m: operation for m in methods}, 200), methods=[*methods, "OPTIONS"]))
+    for path, by_method in REST_ROUTES:
+        routes.append(Route(path, guest_endpoint(by_method, 204), methods=[*by_method, "OPTIONS"]))
+    return routes
 
 
 def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
@@ -199,10 +162,8 @@ def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
         finally:
             await database.close()
 
-    routes = [Route("/", index, methods=["GET", "OPTIONS"])]
-    routes += [Route(path, guest_endpoint(op), methods=[method, "OPTIONS"]) for path, method, op in LEGACY_ROUTES]
     app = Starlette(
-        routes=routes,
+        routes=build_routes(),
         lifespan=lifespan,
         exception_handlers={
             Exception: internal_error,

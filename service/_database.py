@@ -10,7 +10,6 @@ import asyncio
 import logging
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import aiomysql
@@ -19,11 +18,12 @@ from pymysql.constants import CLIENT, ER, FIELD_TYPE
 from pymysql.converters import conversions
 
 from ._errors import DatabaseError, DatabaseUnavailable
+from ._resources import project_dir
 from ._settings import DatabaseURL
 
 log = logging.getLogger("service.database")
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "sql"
+SCHEMA_DIR = project_dir("sql")
 SCHEMA_FILES = ("schema.sql",)
 
 # DECIMAL arrives as its exact text, so money never passes through a float.

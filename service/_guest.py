@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -43,13 +44,22 @@ HostCall = Callable[[str, bytes], Awaitable[bytes]]
 LogSink = Callable[[int, str], None]
 
 
-class GuestResponse:
-    __slots__ = ("status", "content_type", "body")
+# Headers a guest may set on its response (guest/ABI.md, "Request and response").
+GUEST_HEADERS = frozenset({"location"})
 
-    def __init__(self, status: int, content_type: str, body: bytes) -> None:
+
+class GuestResponse:
+    """A guest's answer, and how long the request spent in the guest and in the database."""
+
+    __slots__ = ("status", "content_type", "headers", "body", "guest_seconds", "db_seconds")
+
+    def __init__(self, status: int, content_type: str, headers: list[tuple[str, str]], body: bytes) -> None:
         self.status = status
         self.content_type = content_type
+        self.headers = headers
         self.body = body
+        self.guest_seconds = 0.0
+        self.db_seconds = 0.0
 
 
 class _Invocation:
@@ -142,6 +152,8 @@ class GuestInstance:
             self.raw.write(
                 self.data, (self.data + 8).to_bytes(4, "little") + (self.data + 8 + ASYNCIFY_STACK_BYTES).to_bytes(4, "little")
             )
+            started = time.perf_counter()
+            db_seconds = 0.0
             ptr = self._write_request(request)
             length = len(request)
             packed = int(self.handle(ptr, length))
@@ -149,7 +161,9 @@ class GuestInstance:
                 operation, payload = invocation.pending
                 invocation.pending = None
                 self.stop_unwind()
+                waited = time.perf_counter()
                 result = await invocation.host_call(operation, payload)
+                db_seconds += time.perf_counter() - waited
                 result_ptr = self._alloc(len(result))
                 self.raw.write(result_ptr, result)
                 invocation.resume_value = (result_ptr << 32) | len(result)
@@ -158,7 +172,10 @@ class GuestInstance:
                 packed = int(self.handle(ptr, length))
             if invocation.rewinding:
                 raise GuestFault("the guest did not re-enter the import it was suspended in")
-            return self._response(packed & 0xFFFFFFFFFFFFFFFF, max_response_bytes)
+            response = self._response(packed & 0xFFFFFFFFFFFFFFFF, max_response_bytes)
+            response.db_seconds = db_seconds
+            response.guest_seconds = time.perf_counter() - started - db_seconds
+            return response
         finally:
             self.invocation = None
 
@@ -170,12 +187,18 @@ class GuestInstance:
         head, _, body = raw.partition(b"\n")
         try:
             meta = json.loads(head)
-            status, content_type = meta["status"], meta["content_type"]
-        except (ValueError, TypeError, KeyError):
+            status, content_type, extra = meta["status"], meta["content_type"], meta.get("headers", [])
+            headers = [(str(name).lower(), value) for name, value in extra]
+        except (ValueError, TypeError, KeyError, AttributeError):
             raise GuestFault("the guest's response has no valid header line") from None
-        if type(status) is not int or not 200 <= status <= 599 or not isinstance(content_type, str):
+        if (
+            type(status) is not int
+            or not 200 <= status <= 599
+            or not isinstance(content_type, str)
+            or not all(name in GUEST_HEADERS and isinstance(value, str) and value.isprintable() for name, value in headers)
+        ):
             raise GuestFault(f"the guest's response header is not valid: {head[:200]!r}")
-        return GuestResponse(status, content_type, body)
+        return GuestResponse(status, content_type, headers, body)
 
 
 class Guest:

@@ -1,12 +1,15 @@
 //! The order service's business logic, built as a WebAssembly guest (see ABI.md).
 //!
-//! The exports below are the whole surface the host sees; the logic is in `api`, `order`,
-//! `money` and `db`, which also build natively so that `cargo test` runs them.
+//! The exports below are the whole surface the host sees; the logic is in `api` (dispatch, errors),
+//! `legacy` and `rest` (the two APIs), `store` (SQL), `order`, `money` and `db`, which also build natively so that `cargo test` runs them.
 
 pub mod api;
 pub mod db;
+pub mod legacy;
 pub mod money;
 pub mod order;
+pub mod rest;
+pub mod store;
 
 /// The ABI this guest speaks; the host refuses any other (ABI.md, "Versioning").
 pub const ABI_VERSION: u32 = 1;

@@ -166,6 +166,45 @@ fn push_type_error<T>(field: &str, wanted: &str, got: &Value, errors: &mut Vec<F
     None
 }
 
+impl Order {
+    /// The original service's JSON for an order: fields in column order, money as `56.0`.
+    pub fn write_json(&self, out: &mut String) {
+        out.push_str(&format!(
+            "{{\"order_id\":{},\"product_id\":{},\"quantity\":{},\"amount\":{},\"shipping\":{},\"tax\":{},\"shipping_address\":",
+            self.order_id.unwrap_or_default(),
+            self.product_id,
+            self.quantity,
+            money::format_number(self.amount),
+            money::format_number(self.shipping),
+            money::format_number(self.tax),
+        ));
+        out.push_str(&serde_json::to_string(&self.shipping_address).expect("strings always serialise"));
+        out.push('}');
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(160);
+        self.write_json(&mut out);
+        out
+    }
+
+    /// An order from a row of the seven columns in `FIELDS` order; None if the row is not one.
+    pub fn from_row(row: &[Value]) -> Option<Order> {
+        if row.len() != FIELDS.len() {
+            return None;
+        }
+        Some(Order {
+            order_id: Some(row[0].as_i64()?),
+            product_id: row[1].as_i64()?,
+            quantity: row[2].as_i64()?,
+            amount: cents_from_db(&row[3])?,
+            shipping: cents_from_db(&row[4])?,
+            tax: cents_from_db(&row[5])?,
+            shipping_address: row[6].as_str()?.to_string(),
+        })
+    }
+}
+
 /// Parses a money value as the database returns it (a DECIMAL's text, or a number).
 pub fn cents_from_db(value: &Value) -> Option<i64> {
     match value {

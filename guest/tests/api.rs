@@ -183,3 +183,127 @@ fn echo_and_unknown_operations() {
     assert_eq!(call("nope", json!({}), "", &mut db).0, 404);
     assert_eq!(api::handle(b"not json\n", &mut db).status, 500);
 }
+
+fn rest_call(op: &str, path_id: Option<&str>, query: Value, content_type: &str, body: &str, db: &mut FakeDb) -> api::Response {
+    let path = path_id.map_or(json!({}), |id| json!({ "order_id": id }));
+    let mut input = serde_json::to_vec(&json!({"op": op, "query": query, "path": path, "content_type": content_type})).unwrap();
+    input.push(b'\n');
+    input.extend_from_slice(body.as_bytes());
+    api::handle(&input, db)
+}
+
+fn body_of(response: &api::Response) -> Value {
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+const ROW: &str = r#"[7, 12, 2, "19.99", "15.00", "2.00", "Mataderos 2312"]"#;
+
+#[test]
+fn rest_create_answers_201_with_location_and_the_stored_order() {
+    let mut db = FakeDb::answering(vec![Ok(json!(1))]);
+    let no_id = ORDER.replace("\"order_id\":1,", "");
+    // The fake reports last_insert_id 0; the id comes from the database in real life.
+    let response = rest_call("create", None, json!({}), "application/json; charset=utf-8", &no_id, &mut db);
+    assert_eq!(response.status, 201);
+    assert_eq!(response.headers, vec![("location".to_string(), "/api/orders/0".to_string())]);
+    assert_eq!(body_of(&response)["amount"], serde_json::from_str::<Value>("19.99").unwrap());
+}
+
+#[test]
+fn rest_errors_are_problem_details_with_every_field() {
+    let mut db = FakeDb::default();
+    let response = rest_call("create", None, json!({}), "application/json", r#"{"quantity": -1, "amount": 1.234}"#, &mut db);
+    assert_eq!((response.status, response.content_type.as_str()), (422, "application/problem+json"));
+    let problem = body_of(&response);
+    assert_eq!(problem["status"], json!(422));
+    assert_eq!(problem["type"], json!("urn:problem-type:orders:invalid-order"));
+    assert!(problem["title"].is_string() && problem["detail"].is_string());
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 6);
+
+    let response = rest_call("create", None, json!({}), "text/plain", ORDER, &mut db);
+    assert_eq!(response.status, 415);
+    let response = rest_call("create", None, json!({}), "", ORDER, &mut db);
+    assert_eq!(response.status, 415);
+    let response = rest_call("create", None, json!({}), "application/json", "{", &mut db);
+    assert_eq!(response.status, 400);
+    assert!(db.calls.is_empty());
+}
+
+#[test]
+fn rest_list_pages_and_checks_its_parameters() {
+    let rows: Value = serde_json::from_str(&format!("[{}]", ROW)).unwrap();
+    let mut db = FakeDb::answering(vec![Ok(json!([[51]])), Ok(rows)]);
+    let response = rest_call("list", None, json!({"limit": "1", "offset": "50"}), "", "", &mut db);
+    assert_eq!(response.status, 200);
+    let page = body_of(&response);
+    assert_eq!((page["total"].clone(), page["limit"].clone(), page["offset"].clone()), (json!(51), json!(1), json!(50)));
+    assert_eq!(page["items"][0]["order_id"], json!(7));
+    assert!(db.calls[1].ends_with("LIMIT %s OFFSET %s [1,50]"), "{}", db.calls[1]);
+
+    for query in [json!({"limit": "0"}), json!({"limit": "501"}), json!({"limit": "x"}), json!({"offset": "-1"})] {
+        let mut db = FakeDb::default();
+        let response = rest_call("list", None, query.clone(), "", "", &mut db);
+        assert_eq!(response.status, 400, "{}", query);
+        assert!(db.calls.is_empty());
+    }
+}
+
+#[test]
+fn rest_get_put_delete_of_missing_or_impossible_ids_are_404() {
+    let mut db = FakeDb::answering(vec![Ok(json!([]))]);
+    assert_eq!(rest_call("get", Some("7"), json!({}), "", "", &mut db).status, 404);
+    let mut db = FakeDb::default();
+    for id in ["abc", "0", "-1", "99999999999999999999"] {
+        assert_eq!(rest_call("get", Some(id), json!({}), "", "", &mut db).status, 404);
+        assert_eq!(rest_call("delete", Some(id), json!({}), "", "", &mut db).status, 404);
+    }
+    assert!(db.calls.is_empty());
+    let mut db = FakeDb::answering(vec![Ok(json!(1))]);
+    let response = rest_call("delete", Some("7"), json!({}), "", "", &mut db);
+    assert_eq!((response.status, response.body.len(), response.content_type.as_str()), (204, 0, ""));
+}
+
+#[test]
+fn rest_put_needs_the_whole_order_and_a_matching_id() {
+    let mut db = FakeDb::default();
+    let response = rest_call("replace", Some("2"), json!({}), "application/json", ORDER, &mut db);
+    assert_eq!(response.status, 422);
+    assert_eq!(body_of(&response)["errors"][0]["field"], json!("order_id"));
+    let response = rest_call("replace", Some("2"), json!({}), "application/json", r#"{"quantity": 3}"#, &mut db);
+    assert_eq!(response.status, 422);
+    assert!(db.calls.is_empty());
+    let mut db = FakeDb::answering(vec![Ok(json!(1))]);
+    let response = rest_call("replace", Some("1"), json!({}), "application/json", ORDER, &mut db);
+    assert_eq!(response.status, 200);
+    assert_eq!(body_of(&response)["order_id"], json!(1));
+}
+
+#[test]
+fn rest_patch_merges_under_a_row_lock_in_one_transaction() {
+    let rows: Value = serde_json::from_str(&format!("[{}]", ROW)).unwrap();
+    let mut db = FakeDb::answering(vec![Ok(json!(null)), Ok(rows.clone()), Ok(json!(1)), Ok(json!(null))]);
+    let response = rest_call("patch", Some("7"), json!({}), "application/merge-patch+json", r#"{"quantity": 5}"#, &mut db);
+    assert_eq!(response.status, 200);
+    assert_eq!(body_of(&response)["quantity"], json!(5));
+    assert_eq!(body_of(&response)["amount"], serde_json::from_str::<Value>("19.99").unwrap());
+    assert_eq!(db.calls[0], "begin");
+    assert!(db.calls[1].contains("FOR UPDATE"));
+    assert!(db.calls[2].starts_with("execute UPDATE"));
+    assert_eq!(db.calls[3], "commit");
+
+    let mut db = FakeDb::answering(vec![Ok(json!(null)), Ok(rows), Ok(json!(null))]);
+    let response = rest_call("patch", Some("7"), json!({}), "application/json", r#"{"tax": -1, "shipping_address": null}"#, &mut db);
+    assert_eq!(response.status, 422);
+    assert_eq!(body_of(&response)["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(db.calls.last().unwrap(), "rollback");
+
+    let mut db = FakeDb::answering(vec![Ok(json!(null)), Ok(json!([])), Ok(json!(null))]);
+    assert_eq!(rest_call("patch", Some("7"), json!({}), "application/json", "{}", &mut db).status, 404);
+    assert_eq!(db.calls.last().unwrap(), "rollback");
+
+    let mut db = FakeDb::default();
+    for body in [r#"{"colour": 1}"#, "[]", r#"{"order_id": 8}"#] {
+        assert_eq!(rest_call("patch", Some("7"), json!({}), "application/json", body, &mut db).status, 422, "{}", body);
+    }
+    assert!(db.calls.is_empty());
+}
