@@ -46,6 +46,8 @@ _UNAVAILABLE_CODES = {
     1927,  # ER_CONNECTION_KILLED
 }
 _DUPLICATE_CODES = {ER.DUP_ENTRY, 1586}  # 1586: ER_DUP_ENTRY_WITH_KEY_NAME
+# A value, or the next AUTO_INCREMENT value, does not fit its column.
+_OUT_OF_RANGE_CODES = {167, 1264, 1467}
 
 
 def convert_error(error: BaseException) -> DatabaseError:
@@ -56,6 +58,8 @@ def convert_error(error: BaseException) -> DatabaseError:
         code, message = error.args[0], str(error.args[1]) if len(error.args) > 1 else ""
         if code in _DUPLICATE_CODES:
             return DatabaseError("duplicate", code, message)
+        if code in _OUT_OF_RANGE_CODES:
+            return DatabaseError("out_of_range", code, message)
         if code in _UNAVAILABLE_CODES or isinstance(error, pymysql.err.InterfaceError):
             return DatabaseUnavailable(message, code)
         return DatabaseError("error", code, message)

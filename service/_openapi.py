@@ -36,7 +36,8 @@ def _order_schema(required: list[str], id_nullable: bool = False) -> Schema:
                 "type": "string",
                 "minLength": 1,
                 "maxLength": 256,
-                "description": "not blank, no control characters",
+                "description": "not blank, no control characters; stored without surrounding spaces",
+                "pattern": r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$",
             },
         },
     }

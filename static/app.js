@@ -140,6 +140,7 @@ function render(orders) {
   body.replaceChildren(...orders.map(rowFor));
   $("empty").hidden = state.total !== 0;
   $("orders").hidden = state.total === 0;
+  $("pager").hidden = state.total === 0;
   const last = Math.min(state.offset + PAGE, state.total);
   $("page-info").textContent = state.total ? `Orders ${state.offset + 1}–${last} of ${state.total}` : "";
   $("prev").disabled = state.offset === 0;

@@ -72,6 +72,7 @@ impl ApiError {
             "invalid_order" => "The order is not valid",
             "invalid_parameter" => "A query parameter is not valid",
             "duplicate_order_id" => "The order_id is already used",
+            "order_ids_exhausted" => "No order_id is left to assign",
             "order_not_found" => "No such order",
             "unsupported_media_type" => "The body must be JSON",
             "database_unavailable" => "The database is unavailable",

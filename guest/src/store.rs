@@ -122,6 +122,13 @@ fn unreadable(db: &mut dyn Db, what: &str) -> ApiError {
 pub fn failed(db: &mut dyn Db, error: DbError, duplicate_field: Option<&str>) -> ApiError {
     match error.kind.as_str() {
         "duplicate" => ApiError::field(409, "duplicate_order_id", duplicate_field.unwrap_or("order_id"), "is already used by another order"),
+        // Only ids the database assigns can overflow: every value the guest sends is range-checked.
+        "out_of_range" => ApiError::field(
+            409,
+            "order_ids_exhausted",
+            "order_id",
+            "cannot be assigned: the database has used up its ids (an order holds the largest one); give an order_id",
+        ),
         "unavailable" => ApiError::new(503, "database_unavailable", "the database is unavailable; try again shortly"),
         "limit" => ApiError::new(503, "limit_exceeded", error.message),
         _ => {
