@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,10 +17,11 @@ from starlette.staticfiles import StaticFiles
 
 from ._database import Database
 from ._engines import load_engine
-from ._errors import DatabaseUnavailable, GuestFault, ServiceError
+from ._errors import DatabaseError, DatabaseUnavailable, GuestFault, ServiceError
 from ._guest import Guest
 from ._hostfuncs import HostSession
-from ._http import CorsHeaders, PayloadTooLarge, guest_fault, http_error, internal_error, read_body, too_large
+from ._http import CorsHeaders, PayloadTooLarge, error_response, guest_fault, http_error, internal_error, read_body, too_large
+from ._observability import Metrics, RequestLog, configure_logging, request_id_var
 from ._openapi import openapi_document
 from ._resources import project_dir
 from ._settings import Settings
@@ -54,6 +54,7 @@ class Runtime:
     settings: Settings
     guest: Guest
     database: Database
+    metrics: Metrics
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -77,13 +78,17 @@ def guest_endpoint(operations: dict[str, str], preflight_status: int) -> Endpoin
             "content_type": request.headers.get("content-type", ""),
             "allow_reset": settings.allow_reset,
         }
-        request_id = request.headers.get("x-request-id", "") or uuid.uuid4().hex[:16]
+        request_id = request_id_var.get()
         if operation == "init":
             try:
                 await runtime.database.ensure_schema()
             except DatabaseUnavailable:
                 pass  # the guest's own statement meets the outage and answers 503
-        session = HostSession(runtime.database, max_result_bytes=settings.max_result_bytes, request_id=request_id)
+        metrics = runtime.metrics
+        engine = runtime.guest.engine.name
+        session = HostSession(
+            runtime.database, max_result_bytes=settings.max_result_bytes, request_id=request_id, metrics=metrics
+        )
         try:
             answer = await runtime.guest.invoke(
                 json.dumps(header, separators=(",", ":")).encode() + b"\n" + body,
@@ -92,16 +97,20 @@ def guest_endpoint(operations: dict[str, str], preflight_status: int) -> Endpoin
                 max_statement_bytes=settings.max_statement_bytes,
                 max_response_bytes=settings.max_response_bytes,
             )
+        except GuestFault:
+            metrics.guest_invocations.labels(engine, "fault").inc()
+            metrics.guest_traps.labels(engine).inc()
+            raise
         finally:
             await session.close()
+        metrics.guest_invocations.labels(engine, "ok").inc()
+        metrics.guest_seconds.labels(engine).observe(answer.guest_seconds)
         response = Response(answer.body, answer.status, media_type=answer.content_type or None)
         for name, value in answer.headers:
             response.headers[name] = value
         if answer.status == 503:
             response.headers["retry-after"] = "1"
-        engine = runtime.guest.engine.name
         response.headers["x-wasm-engine"] = engine
-        response.headers["x-request-id"] = request_id
         response.headers["server-timing"] = (
             f'wasm;dur={answer.guest_seconds * 1000:.3f};desc="guest on {engine}", '
             f'db;dur={answer.db_seconds * 1000:.3f};desc="database"'
@@ -125,10 +134,35 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(openapi_document())
 
 
+async def healthz(request: Request) -> Response:
+    """The process is up and serving."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready when the guest is loaded and the database answers; 503 otherwise."""
+    runtime: Runtime = request.app.state.runtime
+    try:
+        await runtime.database.ping()
+    except DatabaseError as e:
+        response = error_response(request, 503, "not_ready", f"the database is not reachable: {e.message}")
+        response.headers["retry-after"] = "1"
+        return response
+    return JSONResponse({"status": "ready", "engine": runtime.guest.engine.name, "database": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.metrics.render()
+
+
 def build_routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = [
         Route("/", index, methods=["GET", "OPTIONS"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     for path, methods, operation in GUEST_ROUTES:
@@ -143,6 +177,7 @@ def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
     if settings.database_url is None:
         raise ServiceError("create_app needs settings.database_url (python -m service starts a database itself)")
     database_url = settings.database_url
+    app_metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -155,7 +190,9 @@ def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
             acquire_timeout=settings.db_acquire_timeout,
         )
         await database.start()
-        app.state.runtime = Runtime(settings, loaded, database)
+        app.state.runtime = Runtime(settings, loaded, database, app_metrics)
+        app_metrics.engine.labels(loaded.engine.name).set(1)
+        app_metrics.watch_pool(database.pool_sizes)
         log.info("serving with the %s engine, database %s", loaded.engine.name, database_url.redacted())
         try:
             yield
@@ -173,4 +210,12 @@ def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
         },
     )
     app.add_middleware(CorsHeaders)
+    app.add_middleware(RequestLog, metrics=app_metrics, json_lines=settings.log_format == "json")
     return app
+
+
+def app_from_environ() -> Starlette:
+    """The app as a uvicorn factory, for worker processes: settings from the environment."""
+    settings = Settings.from_environ()
+    configure_logging(settings.log_level, settings.log_format == "json")
+    return create_app(settings)

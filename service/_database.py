@@ -111,6 +111,12 @@ class Database:
         except DatabaseUnavailable as e:
             log.warning("database %s is not reachable yet (%s); will retry on demand", self.url.redacted(), e)
 
+    def pool_sizes(self) -> tuple[int, int]:
+        """(connections in use, connections free)."""
+        if self._pool is None:
+            return 0, 0
+        return self._pool.size - self._pool.freesize, self._pool.freesize
+
     async def close(self) -> None:
         if self._pool is not None:
             self._pool.close()

@@ -11,14 +11,17 @@ import datetime
 import decimal
 import json
 import logging
+import time
 from typing import Any
 
 from ._database import Database
 from ._errors import DatabaseError
+from ._observability import Metrics
 
 guest_log = logging.getLogger("service.guest.log")
 
 _OK = b'{"ok":true}'
+_OPERATIONS = frozenset({"query", "execute", "begin", "commit", "rollback"})
 
 
 def _json_default(value: Any) -> Any:
@@ -40,19 +43,31 @@ def _error(kind: str, code: int, message: str) -> bytes:
 class HostSession:
     """The database side of one guest invocation."""
 
-    __slots__ = ("_db", "_conn", "_broken", "_max_result_bytes", "_request_id", "statements")
+    __slots__ = ("_db", "_conn", "_broken", "_max_result_bytes", "_request_id", "_metrics", "statements")
 
-    def __init__(self, db: Database, *, max_result_bytes: int, request_id: str = "-") -> None:
+    def __init__(self, db: Database, *, max_result_bytes: int, request_id: str = "-", metrics: Metrics | None = None) -> None:
         self._db = db
         self._conn: Any = None
         self._broken = False
         self._max_result_bytes = max_result_bytes
         self._request_id = request_id
+        self._metrics = metrics
         self.statements = 0
 
     async def call(self, operation: str, payload: bytes) -> bytes:
         """Runs one suspended import; every failure becomes an error result, never an exception."""
         self.statements += 1
+        if self._metrics is None:
+            return await self._call(operation, payload)
+        started = time.perf_counter()
+        try:
+            return await self._call(operation, payload)
+        finally:
+            function = f"db_{operation}" if operation in _OPERATIONS else "db_unknown"
+            self._metrics.host_calls.labels(function).inc()
+            self._metrics.host_call_seconds.labels(function).observe(time.perf_counter() - started)
+
+    async def _call(self, operation: str, payload: bytes) -> bytes:
         try:
             if operation in ("query", "execute"):
                 sql, params = self._statement(payload)
@@ -105,6 +120,8 @@ class HostSession:
         return self._conn
 
     def log(self, level: int, message: str) -> None:
+        if self._metrics is not None:
+            self._metrics.host_calls.labels("log").inc()
         guest_log.log(level if level in (10, 20, 30, 40, 50) else logging.INFO, "[%s] %s", self._request_id, message)
 
     async def close(self) -> None:

@@ -71,6 +71,7 @@ class Settings:
     max_response_bytes: int = 32 * 1024 * 1024
     data_dir: Path = Path(".data")
     log_level: str = "INFO"
+    log_format: str = "text"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -84,6 +85,9 @@ class Settings:
         log_level = env.get("LOG_LEVEL", "INFO").strip().upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR (got {log_level!r})")
+        log_format = env.get("LOG_FORMAT", "text").strip().lower() or "text"
+        if log_format not in ("text", "json"):
+            raise ConfigError(f"LOG_FORMAT must be text or json (got {log_format!r})")
         settings = cls(
             database_url=DatabaseURL.parse(url) if url else None,
             wasm_engine=engine,
@@ -97,6 +101,7 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, minimum=1),
             data_dir=Path(env.get("ORDERS_DATA_DIR", "").strip() or ".data"),
             log_level=log_level,
+            log_format=log_format,
         )
         if settings.db_pool_min > settings.db_pool_max:
             raise ConfigError("DB_POOL_MIN must not be larger than DB_POOL_MAX")

@@ -71,13 +71,13 @@ def url_of(db: Db) -> str:
 class Service:
     """`python -m service` running in a child process, as a user starts it."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, args: list[str] | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "--port", str(self.port)],
+            [sys.executable, "-m", "service", "--port", str(self.port), *(args or [])],
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=self._log,
@@ -101,6 +101,9 @@ class Service:
 
     def stop(self) -> None:
         self.client.close()
+        if self.process.poll() is not None:
+            self._log.close()
+            return
         self.process.terminate()
         try:
             self.process.wait(20)

@@ -1,0 +1,83 @@
+"""Several worker processes on one database; a SIGTERM that finishes what is in flight."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import Db, EmbeddedMariaDB, Service, make_database, url_of
+from .test_embedded import children
+
+ORDER = {"product_id": 3, "quantity": 1, "amount": 9.99, "shipping": 0, "tax": 0.8, "shipping_address": "Worker Way"}
+
+
+def test_two_workers_lose_no_concurrent_write(mariadb: EmbeddedMariaDB, engine: str, tmp_path: Path) -> None:
+    db = make_database(mariadb, f"orders_workers_{engine}")
+    env = {"DATABASE_URL": url_of(db), "WASM_ENGINE": engine, "DB_POOL_MAX": "4"}
+    svc = Service(env, tmp_path / "service.log", args=["--workers", "2"])
+    try:
+        deadline = time.monotonic() + 20
+        while len(children(svc.process.pid)) < 2:
+            assert time.monotonic() < deadline, "two worker processes did not start"
+            time.sleep(0.1)
+
+        def write(client_no: int) -> list[int]:
+            ids = []
+            with httpx.Client(base_url=svc.base, timeout=30) as client:
+                for i in range(25):
+                    body = {**ORDER, "shipping_address": f"client {client_no} write {i}"}
+                    response = client.post("/api/orders", json=body)
+                    assert response.status_code == 201, response.text
+                    ids.append(response.json()["order_id"])
+            return ids
+
+        with ThreadPoolExecutor(8) as pool:
+            acknowledged = sorted(i for ids in pool.map(write, range(8)) for i in ids)
+        assert len(acknowledged) == len(set(acknowledged)) == 200
+        stored = db.rows("SELECT order_id, shipping_address FROM orders ORDER BY order_id")
+        assert [row[0] for row in stored] == acknowledged
+        assert {row[1] for row in stored} == {f"client {c} write {i}" for c in range(8) for i in range(25)}
+        listed = svc.client.get("/api/orders", params={"limit": 500}).json()
+        assert listed["total"] == 200
+    finally:
+        svc.stop()
+
+
+def test_sigterm_finishes_requests_in_flight(service_db: Db, engine: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": url_of(service_db), "WASM_ENGINE": engine}
+    svc = Service(env, tmp_path / "service.log")
+    try:
+        created = svc.client.post("/api/orders", json=ORDER).json()
+        holder = service_db.connect()
+        holder.autocommit(False)
+        holder.cursor().execute("SELECT * FROM orders WHERE order_id = %s FOR UPDATE", (created["order_id"],))
+        result: dict[str, httpx.Response] = {}
+
+        def update() -> None:
+            with httpx.Client(base_url=svc.base, timeout=60) as other:
+                result["patch"] = other.patch(f"/api/orders/{created['order_id']}", json={"quantity": 4})
+
+        in_flight = threading.Thread(target=update)
+        in_flight.start()
+        time.sleep(0.5)
+        assert in_flight.is_alive()
+        svc.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(svc.base + "/healthz", timeout=2)  # no longer accepting
+        assert svc.process.poll() is None  # still finishing the request in flight
+        holder.rollback()
+        holder.close()
+        in_flight.join(30)
+        assert result["patch"].status_code == 200
+        assert svc.process.wait(30) is not None
+        assert service_db.rows("SELECT quantity FROM orders WHERE order_id = %s", (created["order_id"],)) == [(4,)]
+        assert "Finished server process" in svc.log() or "shutdown" in svc.log().lower()
+    finally:
+        svc.stop()
