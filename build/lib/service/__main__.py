@@ -1,0 +1,85 @@
+"""`python -m service [--host H] [--port P] [--workers N]`: serve the order service.
+
+Without DATABASE_URL it starts a private MariaDB server with its data under ORDERS_DATA_DIR
+(default ./.data) and stops it on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import sys
+
+import uvicorn
+
+from ._app import create_app
+from ._embedded import EmbeddedMariaDB
+from ._engines import load_engine
+from ._errors import ConfigError, EmbeddedDatabaseError, GuestLoadError
+from ._guest import Guest
+from ._observability import configure_logging
+from ._settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service", description="Serve the order service.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes (default 1); they share nothing but the database"
+    )
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    try:
+        settings = Settings.from_environ()
+    except ConfigError as e:
+        print(f"service: configuration error: {e}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format == "json")
+    log = logging.getLogger("service")
+    try:
+        # Loaded before serving so that a wrong guest stops the start with a clear message.
+        guest = Guest.load(load_engine(settings.wasm_engine), settings.guest_module, pool_max=settings.guest_pool_max)
+    except (ConfigError, GuestLoadError) as e:
+        print(f"service: cannot start: {e}", file=sys.stderr)
+        return 2
+    embedded = None
+    if settings.database_url is None:
+        embedded = EmbeddedMariaDB(settings.data_dir / "mariadb")
+        log.info("DATABASE_URL is not set: starting a private MariaDB server in %s", embedded.datadir)
+        try:
+            settings = dataclasses.replace(settings, database_url=embedded.start())
+        except EmbeddedDatabaseError as e:
+            print(f"service: {e}", file=sys.stderr)
+            return 1
+        log.info("private MariaDB server ready on 127.0.0.1:%d", embedded.port)
+    # uvicorn re-raises SIGTERM once it has shut down; turning it into SystemExit lets the
+    # `finally` below stop the private database rather than the process dying first.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    common = {"host": args.host, "port": args.port, "access_log": False, "log_config": None, "timeout_graceful_shutdown": 30}
+    try:
+        if args.workers == 1:
+            uvicorn.run(create_app(settings, guest), **common)
+        else:
+            if embedded is not None:
+                assert settings.database_url is not None
+                u = settings.database_url
+                os.environ["DATABASE_URL"] = f"mysql://{u.user}@{u.host}:{u.port}/{u.database}"
+            uvicorn.run("service._app:app_from_environ", factory=True, workers=args.workers, **common)
+    finally:
+        if embedded is not None:
+            log.info("stopping the private MariaDB server")
+            embedded.stop()
+    return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""The routes: every order route is one guest invocation; this module knows routes, not rules."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ._database import Database
+from ._engines import load_engine
+from ._errors import DatabaseError, DatabaseUnavailable, GuestFault, ServiceError
+from ._guest import Guest
+from ._hostfuncs import HostSession
+from ._http import CorsHeaders, PayloadTooLarge, error_response, guest_fault, http_error, internal_error, read_body, too_large
+from ._observability import Metrics, RequestLog, configure_logging, request_id_var
+from ._openapi import openapi_document
+from ._resources import project_dir
+from ._settings import Settings
+
+log = logging.getLogger("service")
+
+INDEX_TEXT = "The valid endpoints are /init /create_order /create_orders /update_order /orders /delete_order"
+STATIC_DIR = project_dir("static")
+
+# (path, methods, guest operation): the original's routes, then the REST API.
+GUEST_ROUTES: list[tuple[str, list[str], str]] = [
+    ("/init", ["GET"], "init"),
+    ("/create_order", ["POST"], "create_order"),
+    ("/create_orders", ["POST"], "create_orders"),
+    ("/orders", ["GET"], "orders"),
+    ("/update_order", ["POST"], "update_order"),
+    ("/delete_order", ["GET"], "delete_order"),
+    ("/echo", ["POST"], "echo"),
+]
+REST_ROUTES: list[tuple[str, dict[str, str]]] = [
+    ("/api/orders", {"GET": "list", "POST": "create"}),
+    ("/api/orders/{order_id}", {"GET": "get", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}),
+]
+
+
+@dataclass
+class Runtime:
+    """What the routes use, built once in the lifespan."""
+
+    settings: Settings
+    guest: Guest
+    database: Database
+    metrics: Metrics
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def guest_endpoint(operations: dict[str, str], preflight_status: int) -> Endpoint:
+    """An endpoint that hands the request, by method, to a guest operation."""
+
+    async def endpoint(request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=preflight_status)
+        operation = operations["GET" if request.method == "HEAD" else request.method]
+        runtime: Runtime = request.app.state.runtime
+        settings = runtime.settings
+        has_body = request.method in ("POST", "PUT", "PATCH")
+        body = await read_body(request, settings.max_body_bytes) if has_body else b""
+        header = {
+            "op": operation,
+            "query": dict(request.query_params),
+            "path": request.path_params,
+            "content_type": request.headers.get("content-type", ""),
+            "allow_reset": settings.allow_reset,
+        }
+        request_id = request_id_var.get()
+        if operation == "init":
+            try:
+                await runtime.database.ensure_schema()
+            except DatabaseUnavailable:
+                pass  # the guest's own statement meets the outage and answers 503
+        metrics = runtime.metrics
+        engine = runtime.guest.engine.name
+        session = HostSession(
+            runtime.database, max_result_bytes=settings.max_result_bytes, request_id=request_id, metrics=metrics
+        )
+        try:
+            answer = await runtime.guest.invoke(
+                json.dumps(header, separators=(",", ":")).encode() + b"\n" + body,
+                session.call,
+                session.log,
+                max_statement_bytes=settings.max_statement_bytes,
+                max_response_bytes=settings.max_response_bytes,
+            )
+        except GuestFault:
+            metrics.guest_invocations.labels(engine, "fault").inc()
+            metrics.guest_traps.labels(engine).inc()
+            raise
+        finally:
+            await session.close()
+        metrics.guest_invocations.labels(engine, "ok").inc()
+        metrics.guest_seconds.labels(engine).observe(answer.guest_seconds)
+        response = Response(answer.body, answer.status, media_type=answer.content_type or None)
+        for name, value in answer.headers:
+            response.headers[name] = value
+        if answer.status == 503:
+            response.headers["retry-after"] = "1"
+        response.headers["x-wasm-engine"] = engine
+        response.headers["server-timing"] = (
+            f'wasm;dur={answer.guest_seconds * 1000:.3f};desc="guest on {engine}", '
+            f'db;dur={answer.db_seconds * 1000:.3f};desc="database"'
+        )
+        return response
+
+    endpoint.__name__ = "_".join(operations.values())
+    return endpoint
+
+
+async def index(request: Request) -> Response:
+    """The demo page for browsers; the original's text for every other client."""
+    if request.method == "OPTIONS":
+        return Response(status_code=200)
+    if "text/html" in request.headers.get("accept", ""):
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
+    return PlainTextResponse(INDEX_TEXT)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+async def healthz(request: Request) -> Response:
+    """The process is up and serving."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready when the guest is loaded and the database answers; 503 otherwise."""
+    runtime: Runtime = request.app.state.runtime
+    try:
+        await runtime.database.ping()
+    except DatabaseError as e:
+        response = error_response(request, 503, "not_ready", f"the database is not reachable: {e.message}")
+        response.headers["retry-after"] = "1"
+        return response
+    return JSONResponse({"status": "ready", "engine": runtime.guest.engine.name, "database": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.metrics.render()
+
+
+def build_routes() -> list[BaseRoute]:
+    routes: list[BaseRoute] = [
+        Route("/", index, methods=["GET", "OPTIONS"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    for path, methods, operation in GUEST_ROUTES:
+        routes.append(Route(path, guest_endpoint({m: operation for m in methods}, 200), methods=[*methods, "OPTIONS"]))
+    for path, by_method in REST_ROUTES:
+        routes.append(Route(path, guest_endpoint(by_method, 204), methods=[*by_method, "OPTIONS"]))
+    return routes
+
+
+def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
+    """The ASGI app. The guest is loaded in the lifespan unless one is given (already checked)."""
+    if settings.database_url is None:
+        raise ServiceError("create_app needs settings.database_url (python -m service starts a database itself)")
+    database_url = settings.database_url
+    app_metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loaded = guest or Guest.load(load_engine(settings.wasm_engine), settings.guest_module, pool_max=settings.guest_pool_max)
+        database = Database(
+            database_url,
+            pool_min=settings.db_pool_min,
+            pool_max=settings.db_pool_max,
+            connect_timeout=settings.db_connect_timeout,
+            acquire_timeout=settings.db_acquire_timeout,
+        )
+        await database.start()
+        app.state.runtime = Runtime(settings, loaded, database, app_metrics)
+        app_metrics.engine.labels(loaded.engine.name).set(1)
+        app_metrics.watch_pool(database.pool_sizes)
+        log.info("serving with the %s engine, database %s", loaded.engine.name, database_url.redacted())
+        try:
+            yield
+        finally:
+            await database.close()
+
+    app = Starlette(
+        routes=build_routes(),
+        lifespan=lifespan,
+        exception_handlers={
+            Exception: internal_error,
+            GuestFault: guest_fault,
+            PayloadTooLarge: too_large,
+            HTTPException: http_error,
+        },
+    )
+    app.add_middleware(CorsHeaders)
+    app.add_middleware(RequestLog, metrics=app_metrics, json_lines=settings.log_format == "json")
+    return app
+
+
+def app_from_environ() -> Starlette:
+    """The app as a uvicorn factory, for worker processes: settings from the environment."""
+    settings = Settings.from_environ()
+    configure_logging(settings.log_level, settings.log_format == "json")
+    return create_app(settings)

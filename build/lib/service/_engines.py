@@ -1,0 +1,292 @@
+"""Two Wasm engines behind one small interface; engine errors become ours here and nowhere else.
+
+An engine compiles bytes into a `CompiledModule`; a module is instantiated with host functions
+into an `Instance`, whose exports are plain Python callables taking and returning ints, and
+whose memory is read and written through bounds-checked `read` / `write`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from ._errors import ConfigError, GuestFault, GuestLoadError, GuestMemoryError
+
+log = logging.getLogger("service.engine")
+
+Export = Callable[..., Any]
+
+
+class HostFunction(NamedTuple):
+    """A function the guest imports: its Wasm types ("i32"/"i64") and the Python callable."""
+
+    params: tuple[str, ...]
+    results: tuple[str, ...]
+    func: Callable[..., Any]
+
+
+class Instance(ABC):
+    """One instantiated guest: its exports and its memory."""
+
+    @abstractmethod
+    def export(self, name: str) -> Export:
+        """A callable for an exported function; calling it raises GuestFault if the guest traps."""
+
+    @abstractmethod
+    def memory_size(self) -> int: ...
+
+    @abstractmethod
+    def _read(self, ptr: int, length: int) -> bytes: ...
+
+    @abstractmethod
+    def _write(self, ptr: int, data: bytes) -> None: ...
+
+    def read(self, ptr: int, length: int) -> bytes:
+        """Copies guest memory out; raises GuestMemoryError when the range is not inside it."""
+        self._check(ptr, length)
+        return self._read(ptr, length)
+
+    def write(self, ptr: int, data: bytes) -> None:
+        """Copies bytes into guest memory; raises GuestMemoryError when they would not fit."""
+        self._check(ptr, len(data))
+        self._write(ptr, data)
+
+    def _check(self, ptr: int, length: int) -> None:
+        if ptr < 0 or length < 0 or ptr + length > self.memory_size():
+            raise GuestMemoryError(f"guest memory range {ptr}+{length} is outside its memory of {self.memory_size()} bytes")
+
+
+class CompiledModule(ABC):
+    @property
+    @abstractmethod
+    def imports(self) -> list[tuple[str, str]]:
+        """(module, name) of every import."""
+
+    @property
+    @abstractmethod
+    def exports(self) -> list[str]: ...
+
+    @abstractmethod
+    def instantiate(self, host: Mapping[str, HostFunction]) -> Instance:
+        """Instantiates with `host` as the `host` module; raises GuestLoadError if that fails."""
+
+
+class Engine(ABC):
+    name: str
+
+    @abstractmethod
+    def compile(self, wasm: bytes) -> CompiledModule:
+        """Compiles a module; raises GuestLoadError when the bytes are not a valid module."""
+
+
+# --- wasmtime -------------------------------------------------------------------------------
+
+
+class _WasmtimeInstance(Instance):
+    def __init__(self, wasmtime: Any, store: Any, instance: Any) -> None:
+        self._wasmtime = wasmtime
+        self._store = store
+        self._exports = instance.exports(store)
+        memory = self._exports["memory"]
+        self._memory = memory
+        self._errors = (wasmtime.Trap, wasmtime.WasmtimeError)
+
+    def export(self, name: str) -> Export:
+        func = self._exports[name]
+        store = self._store
+        errors = self._errors
+
+        def call(*args: int) -> Any:
+            try:
+                return func(store, *args)
+            except errors as e:
+                raise GuestFault(f"guest trapped in {name}: {_first_line(e)}") from None
+
+        return call
+
+    def memory_size(self) -> int:
+        return int(self._memory.data_len(self._store))
+
+    def _base(self) -> int:
+        return ctypes.addressof(self._memory.data_ptr(self._store).contents)
+
+    def _read(self, ptr: int, length: int) -> bytes:
+        return ctypes.string_at(self._base() + ptr, length)
+
+    def _write(self, ptr: int, data: bytes) -> None:
+        ctypes.memmove(self._base() + ptr, data, len(data))
+
+
+class _WasmtimeModule(CompiledModule):
+    def __init__(self, wasmtime: Any, engine: Any, module: Any) -> None:
+        self._wasmtime = wasmtime
+        self._engine = engine
+        self._module = module
+
+    @property
+    def imports(self) -> list[tuple[str, str]]:
+        return [(i.module, i.name or "") for i in self._module.imports]
+
+    @property
+    def exports(self) -> list[str]:
+        return [e.name for e in self._module.exports]
+
+    def instantiate(self, host: Mapping[str, HostFunction]) -> Instance:
+        wt = self._wasmtime
+        store = wt.Store(self._engine)
+        types = {"i32": wt.ValType.i32(), "i64": wt.ValType.i64()}
+        externs = []
+        for module, name in self.imports:
+            if module != "host" or name not in host:
+                raise GuestLoadError(f"the guest imports {module}.{name}, which the host does not provide")
+            fn = host[name]
+            ty = wt.FuncType([types[t] for t in fn.params], [types[t] for t in fn.results])
+            externs.append(wt.Func(store, ty, fn.func))
+        try:
+            instance = wt.Instance(store, self._module, externs)
+        except (wt.Trap, wt.WasmtimeError) as e:
+            raise GuestLoadError(f"the guest could not be instantiated: {_first_line(e)}") from None
+        return _WasmtimeInstance(wt, store, instance)
+
+
+class WasmtimeEngine(Engine):
+    name = "wasmtime"
+
+    def __init__(self) -> None:
+        import wasmtime
+
+        self._wasmtime = wasmtime
+        self._engine = wasmtime.Engine(wasmtime.Config())
+
+    def compile(self, wasm: bytes) -> CompiledModule:
+        try:
+            module = self._wasmtime.Module(self._engine, wasm)
+        except (self._wasmtime.WasmtimeError, self._wasmtime.Trap) as e:
+            raise GuestLoadError(f"the guest module does not compile: {_first_line(e)}") from None
+        return _WasmtimeModule(self._wasmtime, self._engine, module)
+
+
+# --- wasmer ---------------------------------------------------------------------------------
+
+
+class _WasmerInstance(Instance):
+    def __init__(self, instance: Any) -> None:
+        self._exports = instance.exports
+        self._memory = instance.exports.memory
+
+    def export(self, name: str) -> Export:
+        func = getattr(self._exports, name)
+
+        def call(*args: int) -> Any:
+            try:
+                return func(*args)
+            except RuntimeError as e:  # how wasmer-python reports a trap
+                raise GuestFault(f"guest trapped in {name}: {_first_line(e)}") from None
+
+        return call
+
+    def memory_size(self) -> int:
+        return int(self._memory.data_size)
+
+    def _read(self, ptr: int, length: int) -> bytes:
+        # A fresh view each time: growing the memory invalidates older buffers.
+        return memoryview(self._memory.buffer)[ptr : ptr + length].tobytes()
+
+    def _write(self, ptr: int, data: bytes) -> None:
+        memoryview(self._memory.buffer)[ptr : ptr + len(data)] = data
+
+
+class _WasmerModule(CompiledModule):
+    def __init__(self, wasmer: Any, store: Any, module: Any) -> None:
+        self._wasmer = wasmer
+        self._store = store
+        self._module = module
+
+    @property
+    def imports(self) -> list[tuple[str, str]]:
+        return [(i.module, i.name) for i in self._module.imports]
+
+    @property
+    def exports(self) -> list[str]:
+        return [e.name for e in self._module.exports]
+
+    def instantiate(self, host: Mapping[str, HostFunction]) -> Instance:
+        w = self._wasmer
+        types = {"i32": w.Type.I32, "i64": w.Type.I64}
+        functions = {}
+        for module, name in self.imports:
+            if module != "host" or name not in host:
+                raise GuestLoadError(f"the guest imports {module}.{name}, which the host does not provide")
+            fn = host[name]
+            ty = w.FunctionType([types[t] for t in fn.params], [types[t] for t in fn.results])
+            functions[name] = w.Function(self._store, fn.func, ty)
+        imports = w.ImportObject()
+        imports.register("host", functions)
+        try:
+            instance = w.Instance(self._module, imports)
+        except (RuntimeError, TypeError) as e:
+            raise GuestLoadError(f"the guest could not be instantiated: {_first_line(e)}") from None
+        return _WasmerInstance(instance)
+
+
+class WasmerEngine(Engine):
+    name = "wasmer"
+
+    def __init__(self) -> None:
+        import wasmer
+        from wasmer_compiler_cranelift import Compiler
+
+        self._wasmer = wasmer
+        self._store = wasmer.Store(wasmer.engine.JIT(Compiler))
+
+    def compile(self, wasm: bytes) -> CompiledModule:
+        try:
+            module = self._wasmer.Module(self._store, wasm)
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise GuestLoadError(f"the guest module does not compile: {_first_line(e)}") from None
+        return _WasmerModule(self._wasmer, self._store, module)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def available_engines() -> list[str]:
+    """Names of the engines that import on this Python, wasmer first."""
+    names = []
+    for name, factory in (("wasmer", WasmerEngine), ("wasmtime", WasmtimeEngine)):
+        try:
+            factory()
+        except ImportError:
+            continue
+        names.append(name)
+    return names
+
+
+def load_engine(choice: str) -> Engine:
+    """The engine named by WASM_ENGINE; `auto` is wasmer where it imports, else wasmtime.
+
+    Raises ConfigError when the chosen engine is not installed.
+    """
+    if choice in ("auto", "wasmer"):
+        try:
+            engine: Engine = WasmerEngine()
+        except ImportError as e:
+            if choice == "wasmer":
+                raise ConfigError(
+                    f"WASM_ENGINE=wasmer, but wasmer does not import ({e}); it has wheels only for "
+                    "CPython 3.7-3.10: use Python 3.10 or WASM_ENGINE=wasmtime"
+                ) from None
+        else:
+            log.info("wasm engine: wasmer (WASM_ENGINE=%s)", choice)
+            return engine
+    try:
+        engine = WasmtimeEngine()
+    except ImportError as e:
+        raise ConfigError(f"wasmtime does not import ({e}): pip install wasmtime") from None
+    log.info("wasm engine: wasmtime (WASM_ENGINE=%s%s)", choice, ", wasmer not installed" if choice == "auto" else "")
+    return engine

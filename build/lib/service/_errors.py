@@ -1,0 +1,44 @@
+"""The service's exceptions: one small hierarchy, mapped to HTTP in `_app` only."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of every error the service raises on purpose."""
+
+
+class ConfigError(ServiceError):
+    """A setting in the environment is missing or malformed."""
+
+
+class GuestLoadError(ServiceError):
+    """The guest module cannot be used: it does not compile, or breaks the ABI."""
+
+
+class GuestFault(ServiceError):
+    """The guest failed during an invocation: it trapped or broke the ABI at run time."""
+
+
+class GuestMemoryError(GuestFault):
+    """The guest handed the host a pointer or length outside its memory or over a cap."""
+
+
+class DatabaseError(ServiceError):
+    """A statement failed; `kind` is what the guest is told (ABI.md, "Database results")."""
+
+    def __init__(self, kind: str, code: int, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.code = code
+        self.message = message
+
+
+class DatabaseUnavailable(DatabaseError):
+    """No connection to the database could be had, or it was lost."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__("unavailable", code, message)
+
+
+class EmbeddedDatabaseError(ServiceError):
+    """The private MariaDB server could not be started."""

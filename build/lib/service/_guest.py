@@ -1,0 +1,287 @@
+"""The guest: loading and checking the module, a pool of instances, and running one request.
+
+A request runs on the event loop thread. When the guest calls a database import, the import
+records the call and unwinds the guest (asyncify); `Guest.invoke` then awaits the call and
+rewinds the guest into the import, which returns the result (guest/ABI.md, "Suspension").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from ._engines import Engine, HostFunction, Instance
+from ._errors import GuestFault, GuestLoadError, GuestMemoryError
+
+log = logging.getLogger("service.guest")
+
+ABI_VERSION = 1
+DEFAULT_MODULE = Path(__file__).resolve().parent / "guest" / "orders.wasm"
+SUSPENDING_IMPORTS = ("db_query", "db_execute", "db_begin", "db_commit", "db_rollback")
+REQUIRED_EXPORTS = (
+    "memory",
+    "abi_version",
+    "alloc",
+    "dealloc",
+    "handle",
+    "asyncify_start_unwind",
+    "asyncify_stop_unwind",
+    "asyncify_start_rewind",
+    "asyncify_stop_rewind",
+)
+ASYNCIFY_STACK_BYTES = 64 * 1024
+REQUEST_BUFFER_BYTES = 64 * 1024
+# An instance whose memory grew past this is dropped after its request rather than reused.
+MAX_REUSED_MEMORY_BYTES = 64 * 1024 * 1024
+
+# Runs one suspended call: (operation, payload) -> result bytes for the guest.
+HostCall = Callable[[str, bytes], Awaitable[bytes]]
+# Receives a guest log line: (level, message).
+LogSink = Callable[[int, str], None]
+
+
+# Headers a guest may set on its response (guest/ABI.md, "Request and response").
+GUEST_HEADERS = frozenset({"location"})
+
+
+class GuestResponse:
+    """A guest's answer, and how long the request spent in the guest and in the database."""
+
+    __slots__ = ("status", "content_type", "headers", "body", "guest_seconds", "db_seconds")
+
+    def __init__(self, status: int, content_type: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status = status
+        self.content_type = content_type
+        self.headers = headers
+        self.body = body
+        self.guest_seconds = 0.0
+        self.db_seconds = 0.0
+
+
+class _Invocation:
+    """What one running request tells the imports of the instance it runs on."""
+
+    __slots__ = ("host_call", "log", "pending", "rewinding", "resume_value", "max_statement_bytes")
+
+    def __init__(self, host_call: HostCall, log_sink: LogSink, max_statement_bytes: int) -> None:
+        self.host_call = host_call
+        self.log = log_sink
+        self.pending: tuple[str, bytes] | None = None
+        self.rewinding = False
+        self.resume_value = 0
+        self.max_statement_bytes = max_statement_bytes
+
+
+class GuestInstance:
+    """One instance of the guest, used by one request at a time."""
+
+    def __init__(self, guest: Guest) -> None:
+        self.invocation: _Invocation | None = None
+        self.raw: Instance = guest.compiled.instantiate(self._imports())
+        export = self.raw.export
+        self.handle = export("handle")
+        self.alloc = export("alloc")
+        self.dealloc = export("dealloc")
+        self.start_unwind = export("asyncify_start_unwind")
+        self.stop_unwind = export("asyncify_stop_unwind")
+        self.start_rewind = export("asyncify_start_rewind")
+        self.stop_rewind = export("asyncify_stop_rewind")
+        self.abi_version = int(export("abi_version")())
+        self.data = self._alloc(ASYNCIFY_STACK_BYTES + 8)
+        self.request_ptr = self._alloc(REQUEST_BUFFER_BYTES)
+        self.request_capacity = REQUEST_BUFFER_BYTES
+
+    def _alloc(self, length: int) -> int:
+        ptr = int(self.alloc(length))
+        self.raw._check(ptr, length)
+        return ptr
+
+    def _imports(self) -> dict[str, HostFunction]:
+        imports = {name: HostFunction(("i32", "i32"), ("i64",), self._suspending(name, True)) for name in SUSPENDING_IMPORTS[:2]}
+        for name in SUSPENDING_IMPORTS[2:]:
+            imports[name] = HostFunction((), ("i64",), self._suspending(name, False))
+        imports["log"] = HostFunction(("i32", "i32", "i32"), (), self._log)
+        return imports
+
+    def _suspending(self, name: str, takes_payload: bool) -> Callable[..., int]:
+        operation = name.removeprefix("db_")
+
+        def call(*args: int) -> int:
+            inv = self.invocation
+            if inv is None:
+                raise GuestFault(f"the guest called {name} outside a request")
+            if inv.rewinding:
+                inv.rewinding = False
+                self.stop_rewind()
+                return inv.resume_value
+            payload = b""
+            if takes_payload:
+                ptr, length = args[0] & 0xFFFFFFFF, args[1] & 0xFFFFFFFF
+                if length > inv.max_statement_bytes:
+                    raise GuestMemoryError(f"{name} was passed {length} bytes, over the cap of {inv.max_statement_bytes}")
+                payload = self.raw.read(ptr, length)
+            inv.pending = (operation, payload)
+            self.start_unwind(self.data)
+            return 0
+
+        return call
+
+    def _log(self, level: int, ptr: int, length: int) -> None:
+        inv = self.invocation
+        message = self.raw.read(ptr & 0xFFFFFFFF, min(length & 0xFFFFFFFF, 64 * 1024))
+        if inv is not None:
+            inv.log(level, message.decode("utf-8", "replace"))
+
+    def _write_request(self, request: bytes) -> int:
+        if len(request) > self.request_capacity:
+            self.dealloc(self.request_ptr, self.request_capacity)
+            self.request_capacity = max(len(request), 2 * self.request_capacity)
+            self.request_ptr = self._alloc(self.request_capacity)
+        self.raw.write(self.request_ptr, request)
+        return self.request_ptr
+
+    async def run(self, request: bytes, invocation: _Invocation, max_response_bytes: int) -> GuestResponse:
+        """Runs one request to its response; raises GuestFault when the guest misbehaves."""
+        self.invocation = invocation
+        try:
+            # The asyncify buffer's header: where saved state starts, and where its space ends.
+            self.raw.write(
+                self.data, (self.data + 8).to_bytes(4, "little") + (self.data + 8 + ASYNCIFY_STACK_BYTES).to_bytes(4, "little")
+            )
+            started = time.perf_counter()
+            db_seconds = 0.0
+            ptr = self._write_request(request)
+            length = len(request)
+            packed = int(self.handle(ptr, length))
+            while invocation.pending is not None:
+                operation, payload = invocation.pending
+                invocation.pending = None
+                self.stop_unwind()
+                waited = time.perf_counter()
+                result = await invocation.host_call(operation, payload)
+                db_seconds += time.perf_counter() - waited
+                result_ptr = self._alloc(len(result))
+                self.raw.write(result_ptr, result)
+                invocation.resume_value = (result_ptr << 32) | len(result)
+                invocation.rewinding = True
+                self.start_rewind(self.data)
+                packed = int(self.handle(ptr, length))
+            if invocation.rewinding:
+                raise GuestFault("the guest did not re-enter the import it was suspended in")
+            response = self._response(packed & 0xFFFFFFFFFFFFFFFF, max_response_bytes)
+            response.db_seconds = db_seconds
+            response.guest_seconds = time.perf_counter() - started - db_seconds
+            return response
+        finally:
+            self.invocation = None
+
+    def _response(self, packed: int, max_response_bytes: int) -> GuestResponse:
+        ptr, length = packed >> 32, packed & 0xFFFFFFFF
+        if length > max_response_bytes:
+            raise GuestMemoryError(f"the guest's response of {length} bytes is over the cap of {max_response_bytes}")
+        raw = self.raw.read(ptr, length)
+        head, _, body = raw.partition(b"\n")
+        try:
+            meta = json.loads(head)
+            status, content_type, extra = meta["status"], meta["content_type"], meta.get("headers", [])
+            headers = [(str(name).lower(), value) for name, value in extra]
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise GuestFault("the guest's response has no valid header line") from None
+        if (
+            type(status) is not int
+            or not 200 <= status <= 599
+            or not isinstance(content_type, str)
+            or not all(name in GUEST_HEADERS and isinstance(value, str) and value.isprintable() for name, value in headers)
+        ):
+            raise GuestFault(f"the guest's response header is not valid: {head[:200]!r}")
+        return GuestResponse(status, content_type, headers, body)
+
+
+class Guest:
+    """The compiled guest module, checked against the ABI, and its pool of instances."""
+
+    def __init__(self, engine: Engine, wasm: bytes, *, pool_max: int = 64, name: str = "guest") -> None:
+        """Compiles and checks the module; raises GuestLoadError saying why it cannot be used."""
+        self.engine = engine
+        self.name = name
+        self.compiled = engine.compile(wasm)
+        allowed = {("host", n) for n in (*SUSPENDING_IMPORTS, "log")}
+        foreign = [f"{m}.{n}" for m, n in self.compiled.imports if (m, n) not in allowed]
+        if foreign:
+            raise GuestLoadError(
+                f"{name} imports {', '.join(foreign)}; a guest may import only {sorted(n for _, n in allowed)} from 'host'"
+            )
+        missing = [e for e in REQUIRED_EXPORTS if e not in self.compiled.exports]
+        if missing:
+            hint = (
+                " (was it post-processed with wasm-opt --asyncify? build it with guest/build.sh)"
+                if any(m.startswith("asyncify") for m in missing)
+                else ""
+            )
+            raise GuestLoadError(f"{name} does not export {', '.join(missing)}{hint}")
+        self._pool_max = pool_max
+        self._idle: list[GuestInstance] = []
+        self._slots: asyncio.Semaphore | None = None  # made on the event loop, at first use
+        try:
+            first = GuestInstance(self)
+        except GuestFault as e:
+            raise GuestLoadError(f"{name} failed while starting: {e}") from None
+        if first.abi_version != ABI_VERSION:
+            raise GuestLoadError(
+                f"{name} speaks guest ABI version {first.abi_version}, but this host speaks version {ABI_VERSION}; "
+                "rebuild the guest (guest/build.sh) or run a matching service"
+            )
+        self._idle.append(first)
+
+    @classmethod
+    def load(cls, engine: Engine, path: Path | None = None, *, pool_max: int = 64) -> Guest:
+        """Reads and checks the module at `path` (the packaged guest by default)."""
+        path = path or DEFAULT_MODULE
+        try:
+            wasm = path.read_bytes()
+        except OSError as e:
+            raise GuestLoadError(f"cannot read the guest module {path}: {e.strerror}") from None
+        return cls(engine, wasm, pool_max=pool_max, name=str(path))
+
+    async def _acquire(self) -> GuestInstance:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._pool_max)
+        await self._slots.acquire()
+        try:
+            return self._idle.pop() if self._idle else GuestInstance(self)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _release(self, instance: GuestInstance, reusable: bool) -> None:
+        if reusable and instance.raw.memory_size() <= MAX_REUSED_MEMORY_BYTES:
+            self._idle.append(instance)
+        assert self._slots is not None
+        self._slots.release()
+
+    async def invoke(
+        self,
+        request: bytes,
+        host_call: HostCall,
+        log_sink: LogSink,
+        *,
+        max_statement_bytes: int,
+        max_response_bytes: int,
+    ) -> GuestResponse:
+        """Runs one request on an instance of its own; raises GuestFault if the guest misbehaves.
+
+        An instance that faulted, or was cancelled while suspended, is discarded, never reused.
+        """
+        instance = await self._acquire()
+        reusable = False
+        try:
+            invocation = _Invocation(host_call, log_sink, max_statement_bytes)
+            response = await instance.run(request, invocation, max_response_bytes)
+            reusable = True
+            return response
+        finally:
+            self._release(instance, reusable)

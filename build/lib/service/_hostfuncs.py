@@ -1,0 +1,135 @@
+"""What the guest's database imports do: one session per invocation, results as JSON bytes.
+
+`HostSession.call` is handed each suspended import (guest/ABI.md) by `Guest.invoke`. It takes a
+connection at the first database call and gives it back in `close`, rolling back whatever
+transaction the guest left open.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import logging
+import time
+from typing import Any
+
+from ._database import Database
+from ._errors import DatabaseError
+from ._observability import Metrics
+
+guest_log = logging.getLogger("service.guest.log")
+
+_OK = b'{"ok":true}'
+_OPERATIONS = frozenset({"query", "execute", "begin", "commit", "rollback"})
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    raise TypeError(f"cannot send {type(value).__name__} to the guest")
+
+
+def _error(kind: str, code: int, message: str) -> bytes:
+    return json.dumps({"error": {"kind": kind, "code": code, "message": message}}).encode()
+
+
+class HostSession:
+    """The database side of one guest invocation."""
+
+    __slots__ = ("_db", "_conn", "_broken", "_max_result_bytes", "_request_id", "_metrics", "statements")
+
+    def __init__(self, db: Database, *, max_result_bytes: int, request_id: str = "-", metrics: Metrics | None = None) -> None:
+        self._db = db
+        self._conn: Any = None
+        self._broken = False
+        self._max_result_bytes = max_result_bytes
+        self._request_id = request_id
+        self._metrics = metrics
+        self.statements = 0
+
+    async def call(self, operation: str, payload: bytes) -> bytes:
+        """Runs one suspended import; every failure becomes an error result, never an exception."""
+        self.statements += 1
+        if self._metrics is None:
+            return await self._call(operation, payload)
+        started = time.perf_counter()
+        try:
+            return await self._call(operation, payload)
+        finally:
+            function = f"db_{operation}" if operation in _OPERATIONS else "db_unknown"
+            self._metrics.host_calls.labels(function).inc()
+            self._metrics.host_call_seconds.labels(function).observe(time.perf_counter() - started)
+
+    async def _call(self, operation: str, payload: bytes) -> bytes:
+        try:
+            if operation in ("query", "execute"):
+                sql, params = self._statement(payload)
+                conn = await self._connection()
+                if operation == "query":
+                    rows = await Database.query(conn, sql, params)
+                    result = json.dumps({"rows": rows}, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
+                    if len(result) > self._max_result_bytes:
+                        return _error(
+                            "limit", 0, f"the result of {len(result)} bytes is over the cap of {self._max_result_bytes}"
+                        )
+                    return result
+                matched, last_id = await Database.execute(conn, sql, params)
+                return b'{"rows_affected":%d,"last_insert_id":%d}' % (matched, last_id)
+            conn = await self._connection()
+            if operation == "begin":
+                await Database.begin(conn)
+            elif operation == "commit":
+                await Database.commit(conn)
+            elif operation == "rollback":
+                await Database.rollback(conn)
+            else:
+                return _error("invalid", 0, f"unknown operation {operation!r}")
+            return _OK
+        except _InvalidStatement as e:
+            return _error("invalid", 0, str(e))
+        except DatabaseError as e:
+            if e.kind == "unavailable":
+                self._broken = True
+            return _error(e.kind, e.code, e.message)
+
+    def _statement(self, payload: bytes) -> tuple[str, list[Any]]:
+        try:
+            statement = json.loads(payload)
+            sql, params = statement["sql"], statement["params"]
+        except (ValueError, TypeError, KeyError):
+            raise _InvalidStatement('a statement must be JSON {"sql": ..., "params": [...]}') from None
+        if not isinstance(sql, str) or not isinstance(params, list):
+            raise _InvalidStatement("sql must be a string and params an array")
+        if any(isinstance(p, (dict, list)) for p in params):
+            raise _InvalidStatement("parameters must be numbers, strings, booleans or null")
+        # The driver always allows several statements per call; the guest gets one.
+        if ";" in sql.strip().rstrip(";"):
+            raise _InvalidStatement("one statement per call: the SQL text may not contain ';'")
+        return sql, params
+
+    async def _connection(self) -> Any:
+        if self._conn is None:
+            self._conn = await self._db.acquire()
+        return self._conn
+
+    def log(self, level: int, message: str) -> None:
+        if self._metrics is not None:
+            self._metrics.host_calls.labels("log").inc()
+        guest_log.log(level if level in (10, 20, 30, 40, 50) else logging.INFO, "[%s] %s", self._request_id, message)
+
+    async def close(self) -> None:
+        """Gives the connection back; an open transaction is rolled back first."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self._db.release(conn, broken=self._broken)
+
+
+class _InvalidStatement(Exception):
+    pass

@@ -1,0 +1,124 @@
+"""HTTP plumbing shared by the routes: bodies with a limit, CORS, and the host's own errors.
+
+The host answers a few errors itself (unknown route, wrong method, body too large, guest
+fault); they take the shape of the API they concern: problem details under /api, the
+original's `{"status":false,...}` elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from http import HTTPStatus
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._errors import ServiceError
+
+log = logging.getLogger("service")
+
+# The original answers every response with these, so a page from another origin works.
+CORS_HEADERS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+    (b"access-control-allow-headers", b"api,Keep-Alive,User-Agent,Content-Type"),
+]
+# The REST API has more methods, and headers a page from another origin may want to read.
+REST_CORS_HEADERS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+    (b"access-control-allow-headers", b"api,Keep-Alive,User-Agent,Content-Type"),
+    (b"access-control-expose-headers", b"Location, Server-Timing, X-Wasm-Engine, X-Request-ID"),
+]
+
+
+class PayloadTooLarge(ServiceError):
+    pass
+
+
+def is_rest(path: str) -> bool:
+    return path.startswith("/api/") or path == "/api" or path == "/openapi.json"
+
+
+def error_response(request: Request, status: int, code: str, message: str, **extra: str) -> Response:
+    """An error the host answers itself, in the shape of the API the path belongs to."""
+    if is_rest(request.url.path):
+        problem: dict[str, object] = {
+            "type": f"urn:problem-type:orders:{code.replace('_', '-')}",
+            "title": HTTPStatus(status).phrase,
+            "status": status,
+            "detail": message,
+            **extra,
+        }
+        return Response(json.dumps(problem), status, media_type="application/problem+json")
+    legacy = {"status": False, "error": {"code": code, "message": message, **extra}}
+    return Response(json.dumps(legacy), status, media_type="application/json")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body; raises PayloadTooLarge past `limit` bytes without reading further."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge()
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def guest_fault(request: Request, exc: Exception) -> Response:
+    error_id = uuid.uuid4().hex[:12]
+    log.error("guest fault %s on %s %s: %s", error_id, request.method, request.url.path, exc)
+    message = f"the order logic failed; error id {error_id} is in the service log"
+    return error_response(request, 500, "guest_fault", message, error_id=error_id)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    error_id = uuid.uuid4().hex[:12]
+    log.error("internal error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
+    message = f"the service failed; error id {error_id} is in the service log"
+    return error_response(request, 500, "internal_error", message, error_id=error_id)
+
+
+async def too_large(request: Request, exc: Exception) -> Response:
+    limit = request.app.state.runtime.settings.max_body_bytes
+    return error_response(request, 413, "payload_too_large", f"the request body is over the limit of {limit} bytes")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(request, 404, "not_found", f"there is no route {request.url.path}")
+    if exc.status_code == 405:
+        response = error_response(request, 405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}")
+        response.headers.update(exc.headers or {})
+        return response
+    return error_response(request, exc.status_code, "http_error", exc.detail)
+
+
+class CorsHeaders:
+    """Adds the CORS headers to every response, errors included, as the original does."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cors = REST_CORS_HEADERS if is_rest(scope["path"]) else CORS_HEADERS
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *cors]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)

@@ -1,0 +1,175 @@
+"""Metrics (Prometheus) and one log line per request, with the request id.
+
+Every process keeps its own metrics; with several worker processes, scrape each, or set
+PROMETHEUS_MULTIPROC_DIR as prometheus-client documents.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+access_log = logging.getLogger("service.access")
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+_FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """The service's metrics, in a registry of their own (so tests can make several apps)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter("http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r)
+        self.http_seconds = Histogram(
+            "http_request_duration_seconds", "HTTP request latency", ["method", "route"], buckets=_FAST, registry=r
+        )
+        self.guest_invocations = Counter("guest_invocations", "Guest invocations", ["engine", "outcome"], registry=r)
+        self.guest_seconds = Histogram(
+            "guest_duration_seconds", "Time spent running the guest, per invocation", ["engine"], buckets=_FAST, registry=r
+        )
+        self.guest_traps = Counter("guest_traps", "Guest invocations that trapped or broke the ABI", ["engine"], registry=r)
+        self.host_calls = Counter("host_calls", "Host function calls by the guest", ["function"], registry=r)
+        self.host_call_seconds = Histogram(
+            "host_call_duration_seconds", "Host function call time", ["function"], buckets=_FAST, registry=r
+        )
+        self.db_pool = Gauge("db_pool_connections", "Database pool connections", ["state"], registry=r)
+        self.engine = Gauge("wasm_engine_info", "The Wasm engine in use (1)", ["engine"], registry=r)
+        self._pool_sizes: Callable[[], tuple[int, int]] | None = None
+
+    def watch_pool(self, sizes: Callable[[], tuple[int, int]]) -> None:
+        """`sizes()` gives (in use, free); read at every scrape."""
+        self._pool_sizes = sizes
+
+    def render(self) -> Response:
+        if self._pool_sizes is not None:
+            in_use, free = self._pool_sizes()
+            self.db_pool.labels("in_use").set(in_use)
+            self.db_pool.labels("free").set(free)
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def route_of(scope: Scope) -> str:
+    """The route's template (`/api/orders/{order_id}`), so labels stay few."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path is not None else "unmatched"
+
+
+class RequestLog:
+    """Gives every request an id (X-Request-ID taken or made, and returned), counts and times it,
+    and logs one line for it."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, json_lines: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.json_lines = json_lines
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        given = Request(scope).headers.get("x-request-id", "")
+        request_id = given if given and len(given) <= 128 and given.isprintable() else uuid.uuid4().hex[:16]
+        token = request_id_var.set(request_id)
+        status = 500
+        response_headers: dict[str, str] = {}
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message["headers"] = [*headers, (b"x-request-id", request_id.encode())]
+                response_headers.update((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+            seconds = time.perf_counter() - started
+            route = route_of(scope)
+            method = scope["method"]
+            self.metrics.http_requests.labels(method, route, str(status)).inc()
+            self.metrics.http_seconds.labels(method, route).observe(seconds)
+            self._log(scope, status, seconds, request_id, response_headers.get("server-timing", ""))
+
+    def _log(self, scope: Scope, status: int, seconds: float, request_id: str, timing: str) -> None:
+        guest_ms = _timing_ms(timing, "wasm")
+        db_ms = _timing_ms(timing, "db")
+        if self.json_lines:
+            record: dict[str, Any] = {
+                "event": "request",
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "guest_ms": guest_ms,
+                "db_ms": db_ms,
+            }
+            access_log.info(json.dumps(record))
+        else:
+            access_log.info(
+                "%s %s %d %.3fms guest=%sms db=%sms request_id=%s",
+                scope["method"],
+                scope["path"],
+                status,
+                seconds * 1000,
+                "-" if guest_ms is None else guest_ms,
+                "-" if db_ms is None else db_ms,
+                request_id,
+            )
+
+
+def _timing_ms(header: str, name: str) -> float | None:
+    for part in header.split(","):
+        metric, _, rest = part.strip().partition(";")
+        if metric == name and rest.startswith("dur="):
+            try:
+                return float(rest[4:].split(";")[0])
+            except ValueError:
+                return None
+    return None
+
+
+class JsonFormatter(logging.Formatter):
+    """LOG_FORMAT=json: one JSON object per line; request lines carry their own fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.name == "service.access" and message.startswith("{"):
+            out: dict[str, Any] = json.loads(message)
+        else:
+            out = {"event": "log", "message": message}
+            request_id = request_id_var.get()
+            if request_id != "-":
+                out["request_id"] = request_id
+        out.update(time=self.formatTime(record), level=record.levelname, logger=record.name)
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def configure_logging(level: str, json_lines: bool) -> None:
+    handler = logging.StreamHandler()
+    if json_lines:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
