@@ -40,8 +40,12 @@ class PayloadTooLarge(ServiceError):
     pass
 
 
+_NEW_PATHS = frozenset({"/api", "/openapi.json", "/healthz", "/readyz", "/metrics"})
+
+
 def is_rest(path: str) -> bool:
-    return path.startswith("/api/") or path == "/api" or path == "/openapi.json"
+    """Paths of the new API surface (problem details, more CORS methods), not the original's."""
+    return path.startswith("/api/") or path in _NEW_PATHS
 
 
 def error_response(request: Request, status: int, code: str, message: str, **extra: str) -> Response:

@@ -28,7 +28,9 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 
 def compose() -> dict[str, Any]:
-    done = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
     return dict(yaml.safe_load(done.stdout))
 
@@ -48,7 +50,11 @@ def test_compose_file_is_valid_and_has_the_demo_shape() -> None:
     url = DatabaseURL.parse(server["environment"]["DATABASE_URL"])
     env = db["environment"]
     assert (url.host, url.port, url.user, url.password, url.database) == (
-        "db", 3306, env["MARIADB_USER"], env["MARIADB_PASSWORD"], env["MARIADB_DATABASE"],
+        "db",
+        3306,
+        env["MARIADB_USER"],
+        env["MARIADB_PASSWORD"],
+        env["MARIADB_DATABASE"],
     )
 
 
@@ -97,7 +103,11 @@ def test_the_image_command_serves_from_an_installed_wheel(mariadb: EmbeddedMaria
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
         imported = subprocess.run(
-            [sys.executable, "-c", "import service; print(service.__file__)"], cwd=tmp_path, env=env, capture_output=True, text=True
+            [sys.executable, "-c", "import service; print(service.__file__)"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         assert imported.stdout.startswith(str(site)), "the test must run the installed package, not the checkout"
         check = [sys.executable, *exec_form("HEALTHCHECK")[1:]]
@@ -106,8 +116,10 @@ def test_the_image_command_serves_from_an_installed_wheel(mariadb: EmbeddedMaria
         page = httpx.get(base + "/", headers={"accept": "text/html"})
         assert "<title>Orders" in page.text
         assert httpx.get(base + "/static/app.js").status_code == 200
-        created = httpx.post(base + "/api/orders", json={"product_id": 1, "quantity": 1, "amount": 19.99, "shipping": 0, "tax": 0,
-                                                          "shipping_address": "from the image"})
+        created = httpx.post(
+            base + "/api/orders",
+            json={"product_id": 1, "quantity": 1, "amount": 19.99, "shipping": 0, "tax": 0, "shipping_address": "from the image"},
+        )
         assert created.status_code == 201
         assert db.rows("SELECT amount, shipping_address FROM orders")[0][1] == "from the image"
     finally:

@@ -53,6 +53,7 @@ def test_sigterm_finishes_requests_in_flight(service_db: Db, engine: str, tmp_pa
     env = {"DATABASE_URL": url_of(service_db), "WASM_ENGINE": engine}
     svc = Service(env, tmp_path / "service.log")
     try:
+        service_db.run("TRUNCATE TABLE orders")
         created = svc.client.post("/api/orders", json=ORDER).json()
         holder = service_db.connect()
         holder.autocommit(False)
