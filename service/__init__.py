@@ -17,9 +17,11 @@ from ._errors import (
     GuestFault,
     GuestLoadError,
     GuestMemoryError,
+    LimitExceeded,
     ServiceError,
 )
 from ._guest import ABI_VERSION, Guest
+from ._limits import Limits
 from ._settings import DatabaseURL, Settings
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "GuestFault",
     "GuestLoadError",
     "GuestMemoryError",
+    "LimitExceeded",
+    "Limits",
     "ServiceError",
     "Settings",
     "available_engines",

@@ -17,10 +17,20 @@ from starlette.staticfiles import StaticFiles
 
 from ._database import Database
 from ._engines import load_engine
-from ._errors import DatabaseError, DatabaseUnavailable, GuestFault, ServiceError
+from ._errors import DatabaseError, DatabaseUnavailable, GuestFault, LimitExceeded, ServiceError
 from ._guest import Guest
 from ._hostfuncs import HostSession
-from ._http import CorsHeaders, PayloadTooLarge, error_response, guest_fault, http_error, internal_error, read_body, too_large
+from ._http import (
+    CorsHeaders,
+    PayloadTooLarge,
+    error_response,
+    guest_fault,
+    http_error,
+    internal_error,
+    limit_exceeded,
+    read_body,
+    too_large,
+)
 from ._observability import Metrics, RequestLog, configure_logging, request_id_var
 from ._openapi import openapi_document
 from ._resources import project_dir
@@ -87,16 +97,18 @@ def guest_endpoint(operations: dict[str, str], preflight_status: int) -> Endpoin
         metrics = runtime.metrics
         engine = runtime.guest.engine.name
         session = HostSession(
-            runtime.database, max_result_bytes=settings.max_result_bytes, request_id=request_id, metrics=metrics
+            runtime.database,
+            max_result_bytes=settings.max_result_bytes,
+            max_result_rows=settings.max_result_rows,
+            request_id=request_id,
+            metrics=metrics,
         )
+        request_bytes = json.dumps(header, separators=(",", ":")).encode() + b"\n" + body
         try:
-            answer = await runtime.guest.invoke(
-                json.dumps(header, separators=(",", ":")).encode() + b"\n" + body,
-                session.call,
-                session.log,
-                max_statement_bytes=settings.max_statement_bytes,
-                max_response_bytes=settings.max_response_bytes,
-            )
+            answer = await runtime.guest.invoke(request_bytes, session.call, session.log)
+        except LimitExceeded:
+            metrics.guest_invocations.labels(engine, "limit").inc()
+            raise
         except GuestFault:
             metrics.guest_invocations.labels(engine, "fault").inc()
             metrics.guest_traps.labels(engine).inc()
@@ -172,6 +184,22 @@ def build_routes() -> list[BaseRoute]:
     return routes
 
 
+def load_guest(settings: Settings) -> Guest:
+    """The engine and guest the settings name, checked; warns of limits the engine cannot enforce.
+
+    Raises ConfigError or GuestLoadError.
+    """
+    engine = load_engine(settings.wasm_engine)
+    guest = Guest.load(engine, settings.guest_module, pool_max=settings.guest_pool_max, limits=settings.guest_limits())
+    if not engine.enforces_deadline:
+        log.warning(
+            "the %s engine cannot stop a running guest: GUEST_TIME_LIMIT_MS is checked only between host calls, "
+            "so a guest that loops without calling the host blocks this process (use WASM_ENGINE=wasmtime to enforce it)",
+            engine.name,
+        )
+    return guest
+
+
 def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
     """The ASGI app. The guest is loaded in the lifespan unless one is given (already checked)."""
     if settings.database_url is None:
@@ -181,7 +209,7 @@ def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        loaded = guest or Guest.load(load_engine(settings.wasm_engine), settings.guest_module, pool_max=settings.guest_pool_max)
+        loaded = guest or load_guest(settings)
         database = Database(
             database_url,
             pool_min=settings.db_pool_min,
@@ -204,6 +232,7 @@ def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
         lifespan=lifespan,
         exception_handlers={
             Exception: internal_error,
+            LimitExceeded: limit_exceeded,
             GuestFault: guest_fault,
             PayloadTooLarge: too_large,
             HTTPException: http_error,

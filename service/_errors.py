@@ -19,6 +19,14 @@ class GuestFault(ServiceError):
     """The guest failed during an invocation: it trapped or broke the ABI at run time."""
 
 
+class LimitExceeded(GuestFault):
+    """An invocation went over one of its limits (`limit` names it) and was stopped."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 class GuestMemoryError(GuestFault):
     """The guest handed the host a pointer or length outside its memory or over a cap."""
 

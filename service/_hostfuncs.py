@@ -14,8 +14,9 @@ import logging
 import time
 from typing import Any
 
+from ._capability import StatementRefused, check_statement
 from ._database import Database
-from ._errors import DatabaseError
+from ._errors import DatabaseError, GuestFault
 from ._observability import Metrics
 
 guest_log = logging.getLogger("service.guest.log")
@@ -43,19 +44,30 @@ def _error(kind: str, code: int, message: str) -> bytes:
 class HostSession:
     """The database side of one guest invocation."""
 
-    __slots__ = ("_db", "_conn", "_broken", "_max_result_bytes", "_request_id", "_metrics", "statements")
+    __slots__ = ("_db", "_conn", "_broken", "_max_result_bytes", "_max_result_rows", "_request_id", "_metrics", "statements")
 
-    def __init__(self, db: Database, *, max_result_bytes: int, request_id: str = "-", metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_result_bytes: int,
+        max_result_rows: int = 100_000,
+        request_id: str = "-",
+        metrics: Metrics | None = None,
+    ) -> None:
         self._db = db
         self._conn: Any = None
         self._broken = False
         self._max_result_bytes = max_result_bytes
+        self._max_result_rows = max_result_rows
         self._request_id = request_id
         self._metrics = metrics
         self.statements = 0
 
     async def call(self, operation: str, payload: bytes) -> bytes:
-        """Runs one suspended import; every failure becomes an error result, never an exception."""
+        """Runs one suspended import. A database failure becomes an error result for the guest;
+        a statement outside the guest's capability raises GuestFault, a result over a limit
+        LimitExceeded: both stop the invocation."""
         self.statements += 1
         if self._metrics is None:
             return await self._call(operation, payload)
@@ -109,9 +121,10 @@ class HostSession:
             raise _InvalidStatement("sql must be a string and params an array")
         if any(isinstance(p, (dict, list)) for p in params):
             raise _InvalidStatement("parameters must be numbers, strings, booleans or null")
-        # The driver always allows several statements per call; the guest gets one.
-        if ";" in sql.strip().rstrip(";"):
-            raise _InvalidStatement("one statement per call: the SQL text may not contain ';'")
+        try:
+            check_statement(sql)
+        except StatementRefused as e:
+            raise GuestFault(f"the guest sent a statement it may not run ({e}): {sql[:200]!r}") from None
         return sql, params
 
     async def _connection(self) -> Any:

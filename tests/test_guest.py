@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 import wasmtime
 
-from service import Guest, GuestFault, GuestLoadError, GuestMemoryError, load_engine
+from service import Guest, GuestFault, GuestLoadError, GuestMemoryError, LimitExceeded, load_engine
 from service._database import Database
 from service._guest import DEFAULT_MODULE
 from service._hostfuncs import HostSession
@@ -31,8 +31,8 @@ OK_RESPONSE = '{"status":200,"content_type":"application/json"}\n{"status":true}
 INSERT = json.dumps(
     {
         "sql": "INSERT INTO orders (product_id, quantity, amount, shipping, tax, shipping_address) "
-        "VALUES (%s, 1, 1, 1, 1, 'from a hostile guest')",
-        "params": [42],
+        "VALUES (%s, 1, 1, 1, 1, %s)",
+        "params": [42, "from a hostile guest"],
     }
 )
 
@@ -115,7 +115,7 @@ def run(db: Db, work: Callable[[Database], Awaitable[T]]) -> T:
 async def invoke(guest: Guest, database: Database, request: bytes = b'{"op":"orders"}\n') -> Any:
     session = HostSession(database, max_result_bytes=1 << 20)
     try:
-        return await guest.invoke(request, session.call, session.log, max_statement_bytes=1 << 20, max_response_bytes=1 << 20)
+        return await guest.invoke(request, session.call, session.log)
     finally:
         await session.close()
 
@@ -131,7 +131,7 @@ def load(engine_name: str, wasm: bytes) -> Guest:
     "handle_body",
     [
         "(drop (call $db_query (i32.const -256) (i32.const 100))) (i64.const 0)",
-        "(drop (call $db_execute (i32.const 4096) (i32.const 0x7fffffff))) (i64.const 0)",
+        "(drop (call $db_execute (i32.const 4096) (i32.const 300000))) (i64.const 0)",
         "(drop (call $db_query (i32.const 262100) (i32.const 200))) (i64.const 0)",
         "(call $log (i32.const 20) (i32.const -1) (i32.const 10)) (i64.const 0)",
     ],
@@ -154,7 +154,7 @@ def test_out_of_range_pointers_trap_the_guest_not_the_host(
     "packed, error",
     [
         ("(i64.const 0xFFFFFFF000000010)", GuestMemoryError),
-        ("(i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const 0x7fffffff))", GuestMemoryError),
+        ("(i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const 0x7fffffff))", LimitExceeded),
         ("(i64.or (i64.shl (i64.const 4096) (i64.const 32)) (i64.const 20))", GuestFault),
     ],
     ids=["response outside memory", "response too long", "response without a header"],

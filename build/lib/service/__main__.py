@@ -15,11 +15,9 @@ import sys
 
 import uvicorn
 
-from ._app import create_app
+from ._app import create_app, load_guest
 from ._embedded import EmbeddedMariaDB
-from ._engines import load_engine
 from ._errors import ConfigError, EmbeddedDatabaseError, GuestLoadError
-from ._guest import Guest
 from ._observability import configure_logging
 from ._settings import Settings
 
@@ -43,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("service")
     try:
         # Loaded before serving so that a wrong guest stops the start with a clear message.
-        guest = Guest.load(load_engine(settings.wasm_engine), settings.guest_module, pool_max=settings.guest_pool_max)
+        guest = load_guest(settings)
     except (ConfigError, GuestLoadError) as e:
         print(f"service: cannot start: {e}", file=sys.stderr)
         return 2

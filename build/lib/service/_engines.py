@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from ._errors import ConfigError, GuestFault, GuestLoadError, GuestMemoryError
+from ._errors import ConfigError, GuestFault, GuestLoadError, GuestMemoryError, LimitExceeded
 
 log = logging.getLogger("service.engine")
 
@@ -37,6 +40,10 @@ class Instance(ABC):
 
     @abstractmethod
     def memory_size(self) -> int: ...
+
+    def set_deadline(self, seconds: float | None) -> None:  # noqa: B027 (optional: a no-op by default)
+        """Stop the guest if it runs `seconds` more (None: no deadline); a no-op where the
+        engine cannot interrupt a running guest."""
 
     @abstractmethod
     def _read(self, ptr: int, length: int) -> bytes: ...
@@ -76,6 +83,8 @@ class CompiledModule(ABC):
 
 class Engine(ABC):
     name: str
+    #: whether a running guest can be stopped at a deadline
+    enforces_deadline = False
 
     @abstractmethod
     def compile(self, wasm: bytes) -> CompiledModule:
@@ -85,10 +94,15 @@ class Engine(ABC):
 # --- wasmtime -------------------------------------------------------------------------------
 
 
+_TICK_SECONDS = 0.01
+_NO_DEADLINE_TICKS = 1 << 40
+
+
 class _WasmtimeInstance(Instance):
     def __init__(self, wasmtime: Any, store: Any, instance: Any) -> None:
         self._wasmtime = wasmtime
         self._store = store
+        self._interrupt = wasmtime.TrapCode.INTERRUPT
         self._exports = instance.exports(store)
         memory = self._exports["memory"]
         self._memory = memory
@@ -98,14 +112,21 @@ class _WasmtimeInstance(Instance):
         func = self._exports[name]
         store = self._store
         errors = self._errors
+        interrupt = self._interrupt
 
         def call(*args: int) -> Any:
             try:
                 return func(store, *args)
             except errors as e:
+                if getattr(e, "trap_code", None) == interrupt:
+                    raise LimitExceeded("time", "the guest ran past its time limit and was stopped") from None
                 raise GuestFault(f"guest trapped in {name}: {_first_line(e)}") from None
 
         return call
+
+    def set_deadline(self, seconds: float | None) -> None:
+        ticks = _NO_DEADLINE_TICKS if seconds is None else max(1, math.ceil(seconds / _TICK_SECONDS)) + 1
+        self._store.set_epoch_deadline(ticks)
 
     def memory_size(self) -> int:
         return int(self._memory.data_len(self._store))
@@ -137,6 +158,7 @@ class _WasmtimeModule(CompiledModule):
     def instantiate(self, host: Mapping[str, HostFunction]) -> Instance:
         wt = self._wasmtime
         store = wt.Store(self._engine)
+        store.set_epoch_deadline(_NO_DEADLINE_TICKS)
         types = {"i32": wt.ValType.i32(), "i64": wt.ValType.i64()}
         externs = []
         for module, name in self.imports:
@@ -154,12 +176,18 @@ class _WasmtimeModule(CompiledModule):
 
 class WasmtimeEngine(Engine):
     name = "wasmtime"
+    enforces_deadline = True
 
     def __init__(self) -> None:
         import wasmtime
 
         self._wasmtime = wasmtime
-        self._engine = wasmtime.Engine(wasmtime.Config())
+        config = wasmtime.Config()
+        # Guests run on the event loop; an epoch ticker lets a deadline stop one that never returns.
+        config.epoch_interruption = True
+        self._engine = wasmtime.Engine(config)
+        ticker = threading.Thread(target=_tick, args=(self._engine,), name="wasmtime-epoch", daemon=True)
+        ticker.start()
 
     def compile(self, wasm: bytes) -> CompiledModule:
         try:
@@ -250,6 +278,12 @@ class WasmerEngine(Engine):
         return _WasmerModule(self._wasmer, self._store, module)
 
 
+def _tick(engine: Any) -> None:
+    while True:
+        time.sleep(_TICK_SECONDS)
+        engine.increment_epoch()
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -258,9 +292,10 @@ def _first_line(error: BaseException) -> str:
 def available_engines() -> list[str]:
     """Names of the engines that import on this Python, wasmer first."""
     names = []
-    for name, factory in (("wasmer", WasmerEngine), ("wasmtime", WasmtimeEngine)):
+    for name, modules in (("wasmer", ("wasmer", "wasmer_compiler_cranelift")), ("wasmtime", ("wasmtime",))):
         try:
-            factory()
+            for module in modules:
+                __import__(module)
         except ImportError:
             continue
         names.append(name)

@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from ._engines import Engine, HostFunction, Instance
-from ._errors import GuestFault, GuestLoadError, GuestMemoryError
+from ._errors import GuestFault, GuestLoadError, LimitExceeded
+from ._limits import Limits
+from ._wasm_binary import PAGE, cap_memory
 
 log = logging.getLogger("service.guest")
 
@@ -65,15 +67,24 @@ class GuestResponse:
 class _Invocation:
     """What one running request tells the imports of the instance it runs on."""
 
-    __slots__ = ("host_call", "log", "pending", "rewinding", "resume_value", "max_statement_bytes")
+    __slots__ = ("host_call", "log", "pending", "rewinding", "resume_value", "limits", "host_calls")
 
-    def __init__(self, host_call: HostCall, log_sink: LogSink, max_statement_bytes: int) -> None:
+    def __init__(self, host_call: HostCall, log_sink: LogSink, limits: Limits) -> None:
         self.host_call = host_call
         self.log = log_sink
         self.pending: tuple[str, bytes] | None = None
         self.rewinding = False
         self.resume_value = 0
-        self.max_statement_bytes = max_statement_bytes
+        self.limits = limits
+        self.host_calls = 0
+
+    def count_host_call(self, name: str) -> None:
+        self.host_calls += 1
+        if self.host_calls > self.limits.host_calls:
+            raise LimitExceeded(
+                "host_calls",
+                f"the guest made more than {self.limits.host_calls} host calls (GUEST_MAX_HOST_CALLS); it was stopped at {name}",
+            )
 
 
 class GuestInstance:
@@ -118,11 +129,14 @@ class GuestInstance:
                 inv.rewinding = False
                 self.stop_rewind()
                 return inv.resume_value
+            inv.count_host_call(name)
             payload = b""
             if takes_payload:
                 ptr, length = args[0] & 0xFFFFFFFF, args[1] & 0xFFFFFFFF
-                if length > inv.max_statement_bytes:
-                    raise GuestMemoryError(f"{name} was passed {length} bytes, over the cap of {inv.max_statement_bytes}")
+                if length > inv.limits.statement_bytes:
+                    raise LimitExceeded(
+                        "statement_bytes", f"{name} was passed {length} bytes, over the limit of {inv.limits.statement_bytes}"
+                    )
                 payload = self.raw.read(ptr, length)
             inv.pending = (operation, payload)
             self.start_unwind(self.data)
@@ -132,9 +146,11 @@ class GuestInstance:
 
     def _log(self, level: int, ptr: int, length: int) -> None:
         inv = self.invocation
+        if inv is None:
+            raise GuestFault("the guest called log outside a request")
+        inv.count_host_call("log")
         message = self.raw.read(ptr & 0xFFFFFFFF, min(length & 0xFFFFFFFF, 64 * 1024))
-        if inv is not None:
-            inv.log(level, message.decode("utf-8", "replace"))
+        inv.log(level, message.decode("utf-8", "replace"))
 
     def _write_request(self, request: bytes) -> int:
         if len(request) > self.request_capacity:
@@ -144,19 +160,29 @@ class GuestInstance:
         self.raw.write(self.request_ptr, request)
         return self.request_ptr
 
-    async def run(self, request: bytes, invocation: _Invocation, max_response_bytes: int) -> GuestResponse:
+    async def run(self, request: bytes, invocation: _Invocation) -> GuestResponse:
         """Runs one request to its response; raises GuestFault when the guest misbehaves."""
         self.invocation = invocation
+        limits = invocation.limits
+        started = time.perf_counter()
+        db_seconds = 0.0
+
+        def enter(ptr: int, length: int) -> int:
+            # The time budget counts only time in the guest: what is left of it at each entry.
+            left = limits.time_seconds - (time.perf_counter() - started - db_seconds)
+            if left <= 0:
+                raise LimitExceeded("time", "the guest ran past its time limit and was stopped")
+            self.raw.set_deadline(left)
+            return int(self.handle(ptr, length))
+
         try:
             # The asyncify buffer's header: where saved state starts, and where its space ends.
             self.raw.write(
                 self.data, (self.data + 8).to_bytes(4, "little") + (self.data + 8 + ASYNCIFY_STACK_BYTES).to_bytes(4, "little")
             )
-            started = time.perf_counter()
-            db_seconds = 0.0
             ptr = self._write_request(request)
             length = len(request)
-            packed = int(self.handle(ptr, length))
+            packed = enter(ptr, length)
             while invocation.pending is not None:
                 operation, payload = invocation.pending
                 invocation.pending = None
@@ -169,20 +195,30 @@ class GuestInstance:
                 invocation.resume_value = (result_ptr << 32) | len(result)
                 invocation.rewinding = True
                 self.start_rewind(self.data)
-                packed = int(self.handle(ptr, length))
+                packed = enter(ptr, length)
             if invocation.rewinding:
                 raise GuestFault("the guest did not re-enter the import it was suspended in")
-            response = self._response(packed & 0xFFFFFFFFFFFFFFFF, max_response_bytes)
+            response = self._response(packed & 0xFFFFFFFFFFFFFFFF, limits.response_bytes)
             response.db_seconds = db_seconds
             response.guest_seconds = time.perf_counter() - started - db_seconds
             return response
+        except GuestFault as fault:
+            if not isinstance(fault, LimitExceeded) and self.raw.memory_size() + PAGE > limits.memory_bytes:
+                # A memory.grow refused at the cap ends in a trap (an allocation failure).
+                raise LimitExceeded(
+                    "memory", f"the guest ran out of its {limits.memory_bytes} bytes of memory (GUEST_MEMORY_LIMIT_MB)"
+                ) from None
+            raise
         finally:
+            self.raw.set_deadline(None)
             self.invocation = None
 
     def _response(self, packed: int, max_response_bytes: int) -> GuestResponse:
         ptr, length = packed >> 32, packed & 0xFFFFFFFF
         if length > max_response_bytes:
-            raise GuestMemoryError(f"the guest's response of {length} bytes is over the cap of {max_response_bytes}")
+            raise LimitExceeded(
+                "response_bytes", f"the guest's response of {length} bytes is over the limit of {max_response_bytes}"
+            )
         raw = self.raw.read(ptr, length)
         head, _, body = raw.partition(b"\n")
         try:
@@ -204,11 +240,14 @@ class GuestInstance:
 class Guest:
     """The compiled guest module, checked against the ABI, and its pool of instances."""
 
-    def __init__(self, engine: Engine, wasm: bytes, *, pool_max: int = 64, name: str = "guest") -> None:
+    def __init__(
+        self, engine: Engine, wasm: bytes, *, pool_max: int = 64, name: str = "guest", limits: Limits | None = None
+    ) -> None:
         """Compiles and checks the module; raises GuestLoadError saying why it cannot be used."""
         self.engine = engine
         self.name = name
-        self.compiled = engine.compile(wasm)
+        self.limits = limits or Limits()
+        self.compiled = engine.compile(cap_memory(wasm, self.limits.memory_bytes))
         allowed = {("host", n) for n in (*SUSPENDING_IMPORTS, "log")}
         foreign = [f"{m}.{n}" for m, n in self.compiled.imports if (m, n) not in allowed]
         if foreign:
@@ -238,14 +277,14 @@ class Guest:
         self._idle.append(first)
 
     @classmethod
-    def load(cls, engine: Engine, path: Path | None = None, *, pool_max: int = 64) -> Guest:
+    def load(cls, engine: Engine, path: Path | None = None, *, pool_max: int = 64, limits: Limits | None = None) -> Guest:
         """Reads and checks the module at `path` (the packaged guest by default)."""
         path = path or DEFAULT_MODULE
         try:
             wasm = path.read_bytes()
         except OSError as e:
             raise GuestLoadError(f"cannot read the guest module {path}: {e.strerror}") from None
-        return cls(engine, wasm, pool_max=pool_max, name=str(path))
+        return cls(engine, wasm, pool_max=pool_max, name=str(path), limits=limits)
 
     async def _acquire(self) -> GuestInstance:
         if self._slots is None:
@@ -263,24 +302,16 @@ class Guest:
         assert self._slots is not None
         self._slots.release()
 
-    async def invoke(
-        self,
-        request: bytes,
-        host_call: HostCall,
-        log_sink: LogSink,
-        *,
-        max_statement_bytes: int,
-        max_response_bytes: int,
-    ) -> GuestResponse:
-        """Runs one request on an instance of its own; raises GuestFault if the guest misbehaves.
+    async def invoke(self, request: bytes, host_call: HostCall, log_sink: LogSink) -> GuestResponse:
+        """Runs one request on an instance of its own; raises GuestFault if the guest misbehaves
+        and LimitExceeded if it goes over a limit.
 
         An instance that faulted, or was cancelled while suspended, is discarded, never reused.
         """
         instance = await self._acquire()
         reusable = False
         try:
-            invocation = _Invocation(host_call, log_sink, max_statement_bytes)
-            response = await instance.run(request, invocation, max_response_bytes)
+            response = await instance.run(request, _Invocation(host_call, log_sink, self.limits))
             reusable = True
             return response
         finally:

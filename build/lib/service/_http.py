@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._errors import ServiceError
+from ._errors import LimitExceeded, ServiceError
 
 log = logging.getLogger("service")
 
@@ -40,8 +40,12 @@ class PayloadTooLarge(ServiceError):
     pass
 
 
+_NEW_PATHS = frozenset({"/api", "/openapi.json", "/healthz", "/readyz", "/metrics"})
+
+
 def is_rest(path: str) -> bool:
-    return path.startswith("/api/") or path == "/api" or path == "/openapi.json"
+    """Paths of the new API surface (problem details, more CORS methods), not the original's."""
+    return path.startswith("/api/") or path in _NEW_PATHS
 
 
 def error_response(request: Request, status: int, code: str, message: str, **extra: str) -> Response:
@@ -79,6 +83,14 @@ async def guest_fault(request: Request, exc: Exception) -> Response:
     log.error("guest fault %s on %s %s: %s", error_id, request.method, request.url.path, exc)
     message = f"the order logic failed; error id {error_id} is in the service log"
     return error_response(request, 500, "guest_fault", message, error_id=error_id)
+
+
+async def limit_exceeded(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LimitExceeded)
+    error_id = uuid.uuid4().hex[:12]
+    log.warning("limit %s exceeded (%s) on %s %s: %s", exc.limit, error_id, request.method, request.url.path, exc)
+    message = f"{exc}; the request was stopped and nothing it did was kept (error id {error_id})"
+    return error_response(request, 500, "limit_exceeded", message, limit=exc.limit, error_id=error_id)
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:

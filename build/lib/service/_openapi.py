@@ -226,6 +226,26 @@ def _rest_paths() -> dict[str, Any]:
     }
 
 
+def _operations_paths() -> dict[str, Any]:
+    def op(summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+        return {"get": {"summary": summary, "tags": ["operations"], "responses": responses}}
+
+    not_ready = {
+        "description": "Not ready; retry after Retry-After seconds",
+        "headers": {"Retry-After": {"schema": {"type": "string"}}},
+        "content": {PROBLEM: {"schema": _ref("Problem")}},
+    }
+    ready = {"type": "object", "required": ["status", "engine", "database"], "properties": {"status": {"const": "ready"}}}
+    return {
+        "/healthz": op("The process is up", _ok("Serving", {"type": "object", "properties": {"status": {"const": "ok"}}})),
+        "/readyz": op("The guest is loaded and the database answers", {**_ok("Ready", ready), "503": not_ready}),
+        "/metrics": op(
+            "Prometheus metrics of this process", _ok("Prometheus text format", {"type": "string"}, media="text/plain")
+        ),
+        "/openapi.json": op("This document", {"200": {"description": "OpenAPI 3.1", "content": {JSON: {}}}}),
+    }
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The document; built once."""
@@ -240,13 +260,7 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             **_rest_paths(),
             **_legacy_paths(),
-            "/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "tags": ["meta"],
-                    "responses": {"200": {"description": "OpenAPI 3.1", "content": {JSON: {}}}},
-                }
-            },
+            **_operations_paths(),
         },
         "components": {"schemas": SCHEMAS},
     }

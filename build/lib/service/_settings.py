@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ._errors import ConfigError
+from ._limits import Limits
 
 ENGINES = ("auto", "wasmer", "wasmtime")
 _TRUE = {"1", "true", "yes", "on"}
@@ -68,10 +69,23 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     max_statement_bytes: int = 8 * 1024 * 1024
     max_result_bytes: int = 32 * 1024 * 1024
+    max_result_rows: int = 100_000
     max_response_bytes: int = 32 * 1024 * 1024
+    guest_time_limit: float = 1.0
+    guest_memory_limit: int = 64 * 1024 * 1024
+    guest_max_host_calls: int = 200
     data_dir: Path = Path(".data")
     log_level: str = "INFO"
     log_format: str = "text"
+
+    def guest_limits(self) -> Limits:
+        return Limits(
+            time_seconds=self.guest_time_limit,
+            memory_bytes=self.guest_memory_limit,
+            host_calls=self.guest_max_host_calls,
+            statement_bytes=self.max_statement_bytes,
+            response_bytes=self.max_response_bytes,
+        )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -99,6 +113,12 @@ class Settings:
             guest_pool_max=_int(env, "GUEST_POOL_MAX", 64, minimum=1),
             guest_module=Path(module) if module else None,
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, minimum=1),
+            max_result_bytes=_int(env, "MAX_RESULT_BYTES", 32 * 1024 * 1024, minimum=1024),
+            max_result_rows=_int(env, "MAX_RESULT_ROWS", 100_000, minimum=1),
+            max_response_bytes=_int(env, "MAX_RESPONSE_BYTES", 32 * 1024 * 1024, minimum=1024),
+            guest_time_limit=_int(env, "GUEST_TIME_LIMIT_MS", 1000, minimum=1) / 1000,
+            guest_memory_limit=_int(env, "GUEST_MEMORY_LIMIT_MB", 64, minimum=2) * 1024 * 1024,
+            guest_max_host_calls=_int(env, "GUEST_MAX_HOST_CALLS", 200, minimum=1),
             data_dir=Path(env.get("ORDERS_DATA_DIR", "").strip() or ".data"),
             log_level=log_level,
             log_format=log_format,
