@@ -113,6 +113,15 @@ class Service:
         self._log.close()
 
 
+@pytest.fixture(scope="session")
+def guest_db(mariadb: EmbeddedMariaDB) -> Db:
+    """A database with the schema, for hand-written guests run in-process."""
+    db = make_database(mariadb, "orders_guests")
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute((ROOT / "sql" / "schema.sql").read_text())
+    return db
+
+
 @pytest.fixture(scope="session", params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -130,7 +130,6 @@ pub fn failed(db: &mut dyn Db, error: DbError, duplicate_field: Option<&str>) ->
             "cannot be assigned: the database has used up its ids (an order holds the largest one); give an order_id",
         ),
         "unavailable" => ApiError::new(503, "database_unavailable", "the database is unavailable; try again shortly"),
-        "limit" => ApiError::new(503, "limit_exceeded", error.message),
         _ => {
             db.log(LogLevel::Error, &format!("database error {}: {}", error.code, error.message));
             ApiError::new(500, "database_error", "the database refused the statement")
