@@ -49,7 +49,11 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    """In the child: ask Linux to send SIGTERM when the service dies, even by SIGKILL."""
+    """In the child: ask Linux to send SIGTERM when the service dies, even by SIGKILL.
+
+    Linux ties this to the thread that started the server: start it from a thread that lives
+    as long as the server should (the main thread, in the service).
+    """
     if sys.platform.startswith("linux"):
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -89,6 +93,8 @@ class EmbeddedMariaDB:
                     f"--datadir={self.datadir}",
                     "--auth-root-authentication-method=normal",
                     "--skip-test-db",
+                    # A private tmpdir: servers set up at once must not share temporary tables.
+                    f"--tmpdir={self._rundir}",
                     *as_root,
                 ],
                 capture_output=True,
@@ -103,6 +109,7 @@ class EmbeddedMariaDB:
                 f"--datadir={self.datadir}",
                 f"--socket={self._rundir / 'mysqld.sock'}",
                 f"--pid-file={self._rundir / 'mysqld.pid'}",
+                f"--tmpdir={self._rundir}",
                 f"--port={self.port}",
                 "--bind-address=127.0.0.1",
                 f"--log-error={log_file}",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from ._database import Database
 from ._engines import load_engine
-from ._errors import DatabaseError, DatabaseUnavailable, GuestFault, LimitExceeded, ServiceError
+from ._errors import ConfigError, DatabaseError, GuestFault, GuestLoadError, LimitExceeded, ServiceError
 from ._guest import Guest
 from ._hostfuncs import HostSession
 from ._http import (
@@ -92,8 +94,8 @@ def guest_endpoint(operations: dict[str, str], preflight_status: int) -> Endpoin
         if operation == "init":
             try:
                 await runtime.database.ensure_schema()
-            except DatabaseUnavailable:
-                pass  # the guest's own statement meets the outage and answers 503
+            except DatabaseError:
+                pass  # the guest's own statement meets the same trouble and answers for it
         metrics = runtime.metrics
         engine = runtime.guest.engine.name
         session = HostSession(
@@ -200,6 +202,26 @@ def load_guest(settings: Settings) -> Guest:
     return guest
 
 
+def watch_for_reload(runtime: Runtime) -> None:
+    """On SIGHUP, load the guest module again and swap it in; a module that does not load is
+    refused and the running one keeps serving. Requests in flight finish on the guest they
+    started on, so none is dropped."""
+
+    def reload() -> None:
+        try:
+            fresh = load_guest(runtime.settings)
+        except (ConfigError, GuestLoadError) as e:
+            log.error("SIGHUP: the new guest module was refused; the running one keeps serving: %s", e)
+            return
+        runtime.guest = fresh
+        log.info("SIGHUP: guest module reloaded from %s", fresh.name)
+
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+    except (AttributeError, NotImplementedError, RuntimeError, ValueError):
+        log.info("no SIGHUP here (not the main thread, or not POSIX): the guest module cannot be reloaded")
+
+
 def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
     """The ASGI app. The guest is loaded in the lifespan unless one is given (already checked)."""
     if settings.database_url is None:
@@ -218,7 +240,8 @@ def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
             acquire_timeout=settings.db_acquire_timeout,
         )
         await database.start()
-        app.state.runtime = Runtime(settings, loaded, database, app_metrics)
+        runtime = app.state.runtime = Runtime(settings, loaded, database, app_metrics)
+        watch_for_reload(runtime)
         app_metrics.engine.labels(loaded.engine.name).set(1)
         app_metrics.watch_pool(database.pool_sizes)
         log.info("serving with the %s engine, database %s", loaded.engine.name, database_url.redacted())

@@ -21,10 +21,9 @@ _FORBIDDEN = re.compile(
 )
 _QUALIFIED = re.compile(r"[A-Za-z_`][\w`$]*\s*\.\s*[A-Za-z_`*]")
 _TABLE_AFTER = re.compile(r"\b(?:JOIN|INTO|UPDATE|TABLE)\s+`?([\w$]+)`?", re.I)
-_FROM_LIST = re.compile(
-    r"\bFROM\s+(.+?)(?=\bWHERE\b|\bGROUP\b|\bORDER\b|\bLIMIT\b|\bFOR\b|\bHAVING\b|\bUNION\b|\bJOIN\b|\bLEFT\b|\bRIGHT\b"
-    r"|\bINNER\b|\bCROSS\b|\bWINDOW\b|\)|$)",
-    re.I | re.S,
+_FROM = re.compile(r"\bFROM\s+", re.I)
+_FROM_END = re.compile(
+    r"\b(WHERE|GROUP|ORDER|LIMIT|FOR|HAVING|UNION|JOIN|LEFT|RIGHT|INNER|CROSS|NATURAL|STRAIGHT_JOIN|WINDOW|SELECT)\b|[()]", re.I
 )
 
 
@@ -60,10 +59,13 @@ def check_statement(sql: str, tables: frozenset[str] = ALLOWED_TABLES) -> None:
     if _QUALIFIED.search(text):
         raise StatementRefused("tables may not be qualified with a schema: only this service's tables")
     named = [m.group(1) for m in _TABLE_AFTER.finditer(text)]
-    for listing in _FROM_LIST.finditer(text):
-        for item in listing.group(1).split(","):
+    for start in _FROM.finditer(text):
+        # Every FROM, nested ones too: the table list runs to the next clause or parenthesis.
+        rest = text[start.end() :]
+        end = _FROM_END.search(rest)
+        for item in rest[: end.start() if end else len(rest)].split(","):
             words = item.strip().split()
-            if words and not words[0].startswith("("):
+            if words:
                 named.append(words[0].strip("`"))
     if not named and verb != "SELECT":
         raise StatementRefused("the statement names no table")

@@ -110,6 +110,9 @@ class Database:
             await self.ensure_schema()
         except DatabaseUnavailable as e:
             log.warning("database %s is not reachable yet (%s); will retry on demand", self.url.redacted(), e)
+        except DatabaseError as e:
+            # Serving on (503s, /readyz says why) lets it heal when the database is fixed.
+            log.error("database %s refused the service (%s %s); will retry on demand", self.url.redacted(), e.code, e)
 
     def pool_sizes(self) -> tuple[int, int]:
         """(connections in use, connections free)."""

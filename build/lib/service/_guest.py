@@ -17,7 +17,7 @@ from pathlib import Path
 from ._engines import Engine, HostFunction, Instance
 from ._errors import GuestFault, GuestLoadError, LimitExceeded
 from ._limits import Limits
-from ._wasm_binary import PAGE, cap_memory
+from ._wasm_binary import cap_memory
 
 log = logging.getLogger("service.guest")
 
@@ -203,11 +203,14 @@ class GuestInstance:
             response.guest_seconds = time.perf_counter() - started - db_seconds
             return response
         except GuestFault as fault:
-            if not isinstance(fault, LimitExceeded) and self.raw.memory_size() + PAGE > limits.memory_bytes:
-                # A memory.grow refused at the cap ends in a trap (an allocation failure).
-                raise LimitExceeded(
-                    "memory", f"the guest ran out of its {limits.memory_bytes} bytes of memory (GUEST_MEMORY_LIMIT_MB)"
-                ) from None
+            if not isinstance(fault, LimitExceeded) and self.raw.memory_size() > limits.memory_bytes * 3 // 4:
+                # A memory.grow refused at the cap shows up as a trap (an allocation failing) with
+                # the memory close to the cap: how close depends on the size the guest asked for.
+                message = (
+                    f"the guest trapped with {self.raw.memory_size()} bytes of memory, near its limit of "
+                    f"{limits.memory_bytes} (GUEST_MEMORY_LIMIT_MB): {fault}"
+                )
+                raise LimitExceeded("memory", message) from None
             raise
         finally:
             self.raw.set_deadline(None)

@@ -16,7 +16,7 @@ from typing import Any
 
 from ._capability import StatementRefused, check_statement
 from ._database import Database
-from ._errors import DatabaseError, GuestFault
+from ._errors import DatabaseError, GuestFault, LimitExceeded
 from ._observability import Metrics
 
 guest_log = logging.getLogger("service.guest.log")
@@ -86,11 +86,13 @@ class HostSession:
                 conn = await self._connection()
                 if operation == "query":
                     rows = await Database.query(conn, sql, params)
+                    if len(rows) > self._max_result_rows:
+                        message = f"a query returned {len(rows)} rows, over the limit of {self._max_result_rows}"
+                        raise LimitExceeded("result_rows", message)
                     result = json.dumps({"rows": rows}, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
                     if len(result) > self._max_result_bytes:
-                        return _error(
-                            "limit", 0, f"the result of {len(result)} bytes is over the cap of {self._max_result_bytes}"
-                        )
+                        message = f"a query returned {len(result)} bytes, over the limit of {self._max_result_bytes}"
+                        raise LimitExceeded("result_bytes", message)
                     return result
                 matched, last_id = await Database.execute(conn, sql, params)
                 return b'{"rows_affected":%d,"last_insert_id":%d}' % (matched, last_id)
