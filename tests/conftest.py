@@ -113,6 +113,15 @@ class Service:
         self._log.close()
 
 
+@pytest.fixture
+def own_mariadb(tmp_path: Path) -> Iterator[EmbeddedMariaDB]:
+    """A MariaDB server of one test's own, which it may stop, kill and start again (same port, same data)."""
+    server = EmbeddedMariaDB(tmp_path / "own-mariadb", database="orders")
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def guest_db(mariadb: EmbeddedMariaDB) -> Db:
     """A database with the schema, for hand-written guests run in-process."""

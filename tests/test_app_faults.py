@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from service import EmbeddedMariaDB
 
 from .conftest import Db, Service, make_database, url_of
 
 ORDER = {"order_id": 1, "product_id": 2, "quantity": 3, "amount": 4.5, "shipping": 0, "tax": 0, "shipping_address": "here"}
-
-
-@pytest.fixture
-def own_mariadb(tmp_path: Path) -> Iterator[EmbeddedMariaDB]:
-    """A server this test may stop and start again, on the same port and data."""
-    server = EmbeddedMariaDB(tmp_path / "data", database="orders_faults")
-    server.start()
-    yield server
-    server.stop()
 
 
 def start_service(db: Db, engine: str, log: Path) -> Service:

@@ -7,12 +7,10 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from service import EmbeddedMariaDB
 
@@ -173,14 +171,6 @@ def test_load_loses_nothing(client: httpx.Client, service: Service, service_db: 
     assert stored(service_db) == model
     assert steps > CLIENTS  # it really ran
     print(f"{steps} requests from {CLIENTS} clients in {SECONDS:.0f} s")
-
-
-@pytest.fixture
-def own_mariadb(tmp_path: Path) -> Iterator[EmbeddedMariaDB]:
-    server = EmbeddedMariaDB(tmp_path / "data", database="orders_crash")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_mariadb_killed_under_load(own_mariadb: EmbeddedMariaDB, engine: str, tmp_path: Path) -> None:

@@ -101,14 +101,6 @@ def test_json_logs_carry_the_request_id_into_guest_logs(json_service: Service) -
     assert "emptied by /init" in guest["message"]
 
 
-@pytest.fixture
-def own_mariadb(tmp_path: Path) -> Iterator[EmbeddedMariaDB]:
-    server = EmbeddedMariaDB(tmp_path / "data", database="orders_ready")
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_readyz_follows_the_database(own_mariadb: EmbeddedMariaDB, engine: str, tmp_path: Path) -> None:
     db = make_database(own_mariadb, "orders_ready")
     env = {"DATABASE_URL": url_of(db), "WASM_ENGINE": engine, "DB_CONNECT_TIMEOUT": "1", "DB_ACQUIRE_TIMEOUT": "2"}

@@ -215,14 +215,12 @@ def test_usable_with_the_keyboard_alone(page: Page, service: Service, client: ht
 
 
 @pytest.fixture
-def stoppable(tmp_path: Path, engine: str) -> Iterator[tuple[EmbeddedMariaDB, Service]]:
-    server = EmbeddedMariaDB(tmp_path / "data", database="orders_page")
-    server.start()
+def stoppable(own_mariadb: EmbeddedMariaDB, engine: str, tmp_path: Path) -> Iterator[tuple[EmbeddedMariaDB, Service]]:
+    server = own_mariadb
     env = {"DATABASE_URL": url_of(Db(server.url)), "WASM_ENGINE": engine, "DB_CONNECT_TIMEOUT": "1", "DB_ACQUIRE_TIMEOUT": "3"}
     svc = Service(env, tmp_path / "service.log")
     yield server, svc
     svc.stop()
-    server.stop()
 
 
 def test_the_page_says_when_the_database_is_down_and_recovers(

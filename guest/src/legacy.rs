@@ -69,16 +69,8 @@ fn repeated_ids(orders: &[Order]) -> Vec<FieldError> {
 }
 
 pub fn orders(db: &mut dyn Db) -> Answer {
-    let orders = store::list(db, None)?;
-    let mut out = String::with_capacity(16 + orders.len() * 160);
-    out.push('[');
-    for (i, order) in orders.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        order.write_json(&mut out);
-    }
-    out.push(']');
+    let mut out = String::new();
+    Order::write_json_array(&store::list(db, None)?, &mut out);
     Ok(out.into_bytes())
 }
 

@@ -182,6 +182,19 @@ impl Order {
         out.push('}');
     }
 
+    /// Orders as a JSON array, appended to `out`.
+    pub fn write_json_array(orders: &[Order], out: &mut String) {
+        out.reserve(2 + orders.len() * 160);
+        out.push('[');
+        for (i, order) in orders.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            order.write_json(out);
+        }
+        out.push(']');
+    }
+
     pub fn to_json(&self) -> String {
         let mut out = String::with_capacity(160);
         self.write_json(&mut out);

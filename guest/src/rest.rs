@@ -59,15 +59,9 @@ pub fn list(request: &Request, db: &mut dyn Db) -> Answer {
     };
     let total = store::count(db)?;
     let orders = store::list(db, Some((limit, offset)))?;
-    let mut out = String::with_capacity(64 + orders.len() * 160);
-    out.push_str("{\"items\":[");
-    for (i, order) in orders.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        order.write_json(&mut out);
-    }
-    out.push_str(&format!("],\"total\":{},\"limit\":{},\"offset\":{}}}", total, limit, offset));
+    let mut out = String::from("{\"items\":");
+    Order::write_json_array(&orders, &mut out);
+    out.push_str(&format!(",\"total\":{},\"limit\":{},\"offset\":{}}}", total, limit, offset));
     Ok(Response::json(200, out.into_bytes()))
 }
 
