@@ -1,0 +1,300 @@
+"""The benchmark: the service on each engine against the plain-Python peer, measured in turn in
+one run on this machine, plus the database ceiling and micro-benchmarks of the guest.
+
+    .venv-3.10/bin/python bench/run.py [--seconds 10] [--connections 16]
+
+Needs wrk (apt-get install wrk) and MariaDB's binaries; starts its own MariaDB. Writes
+bench/results/results.json and bench/results/results.png and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import aiomysql
+import httpx
+import pymysql
+
+from service import EmbeddedMariaDB, Guest, available_engines, load_engine
+from service._embedded import free_port
+from service._guest import DEFAULT_MODULE, GuestInstance
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+ORDER = {"product_id": 12, "quantity": 2, "amount": 19.99, "shipping": 15.0, "tax": 2.0, "shipping_address": "Mataderos 2312"}
+ENDPOINTS = [  # (name, method, path, body): reads first, on the 100 seeded orders
+    ("GET /orders (100 orders)", "GET", "/orders", None),
+    ("GET /api/orders/{id}", "GET", "/api/orders/42", None),
+    ("POST /create_order", "POST", "/create_order", ORDER),
+    ("POST /create_orders (100)", "POST", "/create_orders", [ORDER] * 100),
+]
+
+
+def seed(url: Any) -> None:
+    with pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password, database=url.database, autocommit=True) as c:
+        cur = c.cursor()
+        cur.execute((ROOT / "sql" / "schema.sql").read_text())
+        cur.execute("TRUNCATE TABLE orders")
+        cur.executemany(
+            "INSERT INTO orders VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [(i, 12, 2, "19.99", "15.00", "2.00", f"{i} Benchmark Road") for i in range(1, 101)],
+        )
+
+
+def wait_healthy(base: str, process: subprocess.Popen[bytes], timeout: float = 60) -> float:
+    started = time.perf_counter()
+    while True:
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.perf_counter() - started > timeout:
+            raise RuntimeError(f"the server did not come up ({process.returncode})")
+        time.sleep(0.01)
+
+
+def parse_wrk(text: str) -> dict[str, float]:
+    def seconds(value: str) -> float:
+        number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
+        return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+    out = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))}  # type: ignore[union-attr]
+    for pct in ("50", "99"):
+        out[f"p{pct}_ms"] = seconds(re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", text, re.M).group(1)) * 1000  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    out["non_2xx"] = float(bad.group(1)) if bad else 0.0
+    return out
+
+
+def run_wrk(base: str, method: str, path: str, body: Any, seconds: int, connections: int, tmp: Path) -> dict[str, float]:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", base + path]
+    env = dict(os.environ)
+    if method == "POST":
+        body_file = tmp / "body.json"
+        body_file.write_text(json.dumps(body))
+        command[1:1] = ["-s", str(BENCH / "post.lua")]
+        env["BODY_FILE"] = str(body_file)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    return parse_wrk(done.stdout)
+
+
+def measure_targets(url: Any, engines: list[str], seconds: int, connections: int, tmp: Path) -> dict[str, dict[str, Any]]:
+    db_url = f"mysql://{url.user}@{url.host}:{url.port}/{url.database}"
+    targets = {"python peer": [sys.executable, str(BENCH / "peer.py")]}
+    for engine in engines:
+        targets[f"service on {engine}"] = [sys.executable, "-m", "service"]
+    results: dict[str, dict[str, Any]] = {}
+    for name, command in targets.items():
+        seed(url)
+        port = free_port()
+        env = {**os.environ, "DATABASE_URL": db_url, "LOG_LEVEL": "WARNING"}
+        if name.startswith("service on "):
+            env["WASM_ENGINE"] = name.removeprefix("service on ")
+        process = subprocess.Popen([*command, "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            start_seconds = wait_healthy(f"http://127.0.0.1:{port}", process)
+            results[name] = {"start_to_first_answer_s": start_seconds}
+            for endpoint, method, path, body in ENDPOINTS:
+                results[name][endpoint] = run_wrk(f"http://127.0.0.1:{port}", method, path, body, seconds, connections, tmp)
+                print(f"  {name:22} {endpoint:28} {results[name][endpoint]['rps']:9.0f} req/s", flush=True)
+        finally:
+            process.terminate()
+            process.wait(30)
+    return results
+
+
+async def database_ceiling(url: Any, seconds: float, connections: int) -> dict[str, float]:
+    """The same statements through aiomysql, no HTTP and no guest: statements per second."""
+    pool = await aiomysql.create_pool(host=url.host, port=url.port, user=url.user, password=url.password, db=url.database,
+                                      autocommit=True, minsize=connections, maxsize=connections)
+    columns = "order_id, product_id, quantity, amount, shipping, tax, shipping_address"
+    row = (12, 2, "19.99", "15.00", "2.00", "Mataderos 2312")
+    many = ", ".join(["(NULL, %s, %s, %s, %s, %s, %s)"] * 100)
+    work = {
+        "GET /orders (100 orders)": (f"SELECT {columns} FROM orders WHERE order_id <= 100 ORDER BY order_id", ()),
+        "GET /api/orders/{id}": (f"SELECT {columns} FROM orders WHERE order_id = %s", (42,)),
+        "POST /create_order": (f"INSERT INTO orders ({columns}) VALUES (NULL, %s, %s, %s, %s, %s, %s)", row),
+        "POST /create_orders (100)": (f"INSERT INTO orders ({columns}) VALUES {many}", row * 100),
+    }
+    out = {}
+    for name, (sql, params) in work.items():
+        count = 0
+        deadline = time.perf_counter() + seconds
+
+        async def loop() -> None:
+            nonlocal count
+            while time.perf_counter() < deadline:
+                async with pool.acquire() as conn, conn.cursor() as cur:
+                    await cur.execute(sql, params)
+                    await cur.fetchall()
+                count += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(loop() for _ in range(connections)))
+        out[name] = count / (time.perf_counter() - started)
+    pool.close()
+    await pool.wait_closed()
+    return out
+
+
+def micro(engine_name: str) -> dict[str, float]:
+    """Per-invocation overhead with no and with one (canned) host call; instantiation; compile
+    against deserialising a compiled module."""
+    engine = load_engine(engine_name)
+    wasm = DEFAULT_MODULE.read_bytes()
+    guest = Guest(engine, wasm, pool_max=4)
+    canned = json.dumps({"rows": [[42, 12, 2, "19.99", "15.00", "2.00", "Mataderos 2312"]]}).encode()
+
+    async def host_call(operation: str, payload: bytes) -> bytes:
+        return canned
+
+    def log(level: int, message: str) -> None:
+        pass
+
+    echo = b'{"op":"echo","content_type":"text/plain"}\nping'
+    get = b'{"op":"get","path":{"order_id":"42"}}\n'
+
+    async def per_call(request: bytes, n: int) -> float:
+        for _ in range(200):
+            await guest.invoke(request, host_call, log)
+        started = time.perf_counter()
+        for _ in range(n):
+            await guest.invoke(request, host_call, log)
+        return (time.perf_counter() - started) / n * 1e6
+
+    out = {
+        "invocation_no_host_call_us": asyncio.run(per_call(echo, 5000)),
+        "invocation_one_host_call_us": asyncio.run(per_call(get, 5000)),
+    }
+    started = time.perf_counter()
+    for _ in range(100):
+        GuestInstance(guest)
+    out["instantiate_ms"] = (time.perf_counter() - started) / 100 * 1000
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        engine.compile(wasm)
+        timings.append(time.perf_counter() - started)
+    out["compile_ms"] = statistics.median(timings) * 1000
+    out["deserialize_ms"] = _deserialize_ms(engine_name, wasm)
+    return out
+
+
+def _deserialize_ms(engine_name: str, wasm: bytes) -> float:
+    timings = []
+    if engine_name == "wasmtime":
+        import wasmtime
+
+        wt_engine = wasmtime.Engine()
+        blob = wasmtime.Module(wt_engine, wasm).serialize()
+        for _ in range(5):
+            started = time.perf_counter()
+            wasmtime.Module.deserialize(wt_engine, blob)
+            timings.append(time.perf_counter() - started)
+    else:
+        import wasmer
+        from wasmer_compiler_cranelift import Compiler
+
+        store = wasmer.Store(wasmer.engine.JIT(Compiler))
+        blob = wasmer.Module(store, wasm).serialize()
+        for _ in range(5):
+            started = time.perf_counter()
+            wasmer.Module.deserialize(store, blob)
+            timings.append(time.perf_counter() - started)
+    return statistics.median(timings) * 1000
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    peer = results["throughput"]["python peer"]
+    services = [name for name in results["throughput"] if name != "python peer"]
+    endpoints = [e[0] for e in ENDPOINTS]
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    width = 0.8 / max(1, len(services))
+    for i, name in enumerate(services):
+        ratios = [results["throughput"][name][e]["rps"] / peer[e]["rps"] for e in endpoints]
+        ax.bar([x + i * width for x in range(len(endpoints))], ratios, width, label=name)
+    ax.axhline(1.0, color="black", linewidth=1)
+    ax.set_xticks([x + width * (len(services) - 1) / 2 for x in range(len(endpoints))], endpoints, fontsize=8)
+    ax.set_ylabel("throughput / plain-Python peer")
+    ax.set_title(f"Wasm-hosted service against the plain-Python peer ({results['date'][:10]}, {results['machine']})", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10, help="per endpoint and target (default 10)")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent connections (default 16)")
+    parser.add_argument("--out", type=Path, default=BENCH / "results")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench: wrk is needed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    engines = available_engines()
+    if "wasmer" not in engines:
+        print("bench: wasmer does not import on this Python; run with Python 3.10 to measure both engines", file=sys.stderr)
+    tmp = Path(tempfile.mkdtemp(prefix="orders-bench-"))
+    server = EmbeddedMariaDB(tmp / "data", database="orders_bench")
+    url = server.start()
+    try:
+        print(f"throughput, {args.seconds} s per endpoint, {args.connections} connections (wrk)", flush=True)
+        throughput = measure_targets(url, engines, args.seconds, args.connections, tmp)
+        seed(url)
+        ceiling = asyncio.run(database_ceiling(url, min(args.seconds, 5), args.connections))
+    finally:
+        server.stop()
+    results: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "seconds": args.seconds,
+        "connections": args.connections,
+        "throughput": throughput,
+        "database_ceiling_statements_per_s": ceiling,
+        "micro": {engine: micro(engine) for engine in engines},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    chart(results, args.out / "results.png")
+    print_table(results)
+    return 0
+
+
+def print_table(results: dict[str, Any]) -> None:
+    peer = results["throughput"]["python peer"]
+    print(f"\n{'endpoint':28} {'target':22} {'req/s':>8} {'x peer':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99 x':>6}")
+    for endpoint, *_ in ENDPOINTS:
+        for name, numbers in results["throughput"].items():
+            m = numbers[endpoint]
+            print(f"{endpoint:28} {name:22} {m['rps']:8.0f} {m['rps'] / peer[endpoint]['rps']:7.2f} {m['p50_ms']:7.2f} "
+                  f"{m['p99_ms']:7.2f} {m['p99_ms'] / peer[endpoint]['p99_ms']:6.2f}")
+        print(f"{endpoint:28} {'database ceiling':22} {results['database_ceiling_statements_per_s'][endpoint]:8.0f}")
+    for engine, m in results["micro"].items():
+        print(f"\n{engine}: " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()))
+    for name, numbers in results["throughput"].items():
+        print(f"{name}: start to first answer {numbers['start_to_first_answer_s']:.2f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
