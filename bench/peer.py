@@ -100,8 +100,17 @@ def create_app(url: DatabaseURL) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nonlocal pool
-        pool = await aiomysql.create_pool(host=url.host, port=url.port, user=url.user, password=url.password, db=url.database,
-                                          autocommit=True, conv=DECODERS, client_flag=CLIENT.FOUND_ROWS, maxsize=10)
+        pool = await aiomysql.create_pool(
+            host=url.host,
+            port=url.port,
+            user=url.user,
+            password=url.password,
+            db=url.database,
+            autocommit=True,
+            conv=DECODERS,
+            client_flag=CLIENT.FOUND_ROWS,
+            maxsize=10,
+        )
         yield
         pool.close()
         await pool.wait_closed()
@@ -187,5 +196,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8081)
     args = parser.parse_args()
-    uvicorn.run(create_app(DatabaseURL.parse(os.environ["DATABASE_URL"])), host="127.0.0.1", port=args.port,
-                access_log=False, log_level="warning")
+    uvicorn.run(
+        create_app(DatabaseURL.parse(os.environ["DATABASE_URL"])),
+        host="127.0.0.1",
+        port=args.port,
+        access_log=False,
+        log_level="warning",
+    )

@@ -45,7 +45,9 @@ ENDPOINTS = [  # (name, method, path, body): reads first, on the 100 seeded orde
 
 
 def seed(url: Any) -> None:
-    with pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password, database=url.database, autocommit=True) as c:
+    with pymysql.connect(
+        host=url.host, port=url.port, user=url.user, password=url.password, database=url.database, autocommit=True
+    ) as c:
         cur = c.cursor()
         cur.execute((ROOT / "sql" / "schema.sql").read_text())
         cur.execute("TRUNCATE TABLE orders")
@@ -105,7 +107,9 @@ def measure_targets(url: Any, engines: list[str], seconds: int, connections: int
         env = {**os.environ, "DATABASE_URL": db_url, "LOG_LEVEL": "WARNING"}
         if name.startswith("service on "):
             env["WASM_ENGINE"] = name.removeprefix("service on ")
-        process = subprocess.Popen([*command, "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [*command, "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             start_seconds = wait_healthy(f"http://127.0.0.1:{port}", process)
             results[name] = {"start_to_first_answer_s": start_seconds}
@@ -120,8 +124,16 @@ def measure_targets(url: Any, engines: list[str], seconds: int, connections: int
 
 async def database_ceiling(url: Any, seconds: float, connections: int) -> dict[str, float]:
     """The same statements through aiomysql, no HTTP and no guest: statements per second."""
-    pool = await aiomysql.create_pool(host=url.host, port=url.port, user=url.user, password=url.password, db=url.database,
-                                      autocommit=True, minsize=connections, maxsize=connections)
+    pool = await aiomysql.create_pool(
+        host=url.host,
+        port=url.port,
+        user=url.user,
+        password=url.password,
+        db=url.database,
+        autocommit=True,
+        minsize=connections,
+        maxsize=connections,
+    )
     columns = "order_id, product_id, quantity, amount, shipping, tax, shipping_address"
     row = (12, 2, "19.99", "15.00", "2.00", "Mataderos 2312")
     many = ", ".join(["(NULL, %s, %s, %s, %s, %s, %s)"] * 100)
@@ -136,7 +148,7 @@ async def database_ceiling(url: Any, seconds: float, connections: int) -> dict[s
         count = 0
         deadline = time.perf_counter() + seconds
 
-        async def loop() -> None:
+        async def loop(sql: str = sql, params: tuple[Any, ...] = params, deadline: float = deadline) -> None:
             nonlocal count
             while time.perf_counter() < deadline:
                 async with pool.acquire() as conn, conn.cursor() as cur:
@@ -266,7 +278,8 @@ def main() -> int:
         server.stop()
     results: dict[str, Any] = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
+        f"{platform.python_implementation()} {platform.python_version()}",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "seconds": args.seconds,
         "connections": args.connections,
@@ -287,8 +300,10 @@ def print_table(results: dict[str, Any]) -> None:
     for endpoint, *_ in ENDPOINTS:
         for name, numbers in results["throughput"].items():
             m = numbers[endpoint]
-            print(f"{endpoint:28} {name:22} {m['rps']:8.0f} {m['rps'] / peer[endpoint]['rps']:7.2f} {m['p50_ms']:7.2f} "
-                  f"{m['p99_ms']:7.2f} {m['p99_ms'] / peer[endpoint]['p99_ms']:6.2f}")
+            print(
+                f"{endpoint:28} {name:22} {m['rps']:8.0f} {m['rps'] / peer[endpoint]['rps']:7.2f} {m['p50_ms']:7.2f} "
+                f"{m['p99_ms']:7.2f} {m['p99_ms'] / peer[endpoint]['p99_ms']:6.2f}"
+            )
         print(f"{endpoint:28} {'database ceiling':22} {results['database_ceiling_statements_per_s'][endpoint]:8.0f}")
     for engine, m in results["micro"].items():
         print(f"\n{engine}: " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()))
