@@ -20,7 +20,7 @@ COPY service service
 COPY sql sql
 COPY static static
 COPY --from=guest /src/service/guest/ service/guest/
-RUN pip install . && useradd --system --uid 10001 --home-dir /app app
+RUN pip install . && useradd --system --uid 10001 --home-dir /app app && mkdir -p /app/.data && chown app /app/.data
 USER app
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

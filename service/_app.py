@@ -192,7 +192,13 @@ def load_guest(settings: Settings) -> Guest:
     Raises ConfigError or GuestLoadError.
     """
     engine = load_engine(settings.wasm_engine)
-    guest = Guest.load(engine, settings.guest_module, pool_max=settings.guest_pool_max, limits=settings.guest_limits())
+    guest = Guest.load(
+        engine,
+        settings.guest_module,
+        pool_max=settings.guest_pool_max,
+        limits=settings.guest_limits(),
+        cache_dir=settings.cache_dir,
+    )
     if not engine.enforces_deadline:
         log.warning(
             "the %s engine cannot stop a running guest: GUEST_TIME_LIMIT_MS is checked only between host calls, "

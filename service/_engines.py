@@ -8,12 +8,16 @@ whose memory is read and written through bounds-checked `read` / `write`.
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import importlib.metadata
 import logging
 import math
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from ._errors import ConfigError, GuestFault, GuestLoadError, GuestMemoryError, LimitExceeded
@@ -67,6 +71,10 @@ class Instance(ABC):
 
 
 class CompiledModule(ABC):
+    @abstractmethod
+    def serialize(self) -> bytes:
+        """The compiled code, for `Engine.deserialize` in a later process."""
+
     @property
     @abstractmethod
     def imports(self) -> list[tuple[str, str]]:
@@ -89,6 +97,47 @@ class Engine(ABC):
     @abstractmethod
     def compile(self, wasm: bytes) -> CompiledModule:
         """Compiles a module; raises GuestLoadError when the bytes are not a valid module."""
+
+    @abstractmethod
+    def deserialize(self, blob: bytes) -> CompiledModule:
+        """A module from `CompiledModule.serialize`; raises an engine error if it does not fit."""
+
+    @property
+    def version(self) -> str:
+        return importlib.metadata.version(self.name)
+
+    def load(self, wasm: bytes, cache_dir: Path | None = None) -> CompiledModule:
+        """Compiles `wasm`, or loads its compiled code from `cache_dir` when it was compiled
+        before by this engine and version. Compiled code is native code: the cache directory
+        must be as trusted as the service's own files. Each file carries a hash of its
+        contents, checked before the engine sees it."""
+        if cache_dir is None:
+            return self.compile(wasm)
+        key = hashlib.sha256(f"{self.name} {self.version}\n".encode() + wasm).hexdigest()
+        path = cache_dir / f"{key}.{self.name}"
+        try:
+            stored = path.read_bytes()
+        except OSError:
+            stored = b""
+        digest, blob = stored[:32], stored[32:]
+        if blob and hashlib.sha256(blob).digest() == digest:
+            try:
+                module = self.deserialize(blob)
+            except Exception as e:  # an engine error: compile afresh and replace the file
+                log.warning("ignoring the cached compiled module %s: %s", path, _first_line(e))
+            else:
+                log.info("guest module loaded compiled from %s", path)
+                return module
+        module = self.compile(wasm)
+        try:
+            cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            compiled = module.serialize()
+            temporary.write_bytes(hashlib.sha256(compiled).digest() + compiled)
+            temporary.replace(path)
+        except OSError as e:
+            log.info("compiled guest module not cached (%s)", e)
+        return module
 
 
 # --- wasmtime -------------------------------------------------------------------------------
@@ -155,6 +204,9 @@ class _WasmtimeModule(CompiledModule):
     def exports(self) -> list[str]:
         return [e.name for e in self._module.exports]
 
+    def serialize(self) -> bytes:
+        return bytes(self._module.serialize())
+
     def instantiate(self, host: Mapping[str, HostFunction]) -> Instance:
         wt = self._wasmtime
         store = wt.Store(self._engine)
@@ -195,6 +247,9 @@ class WasmtimeEngine(Engine):
         except (self._wasmtime.WasmtimeError, self._wasmtime.Trap) as e:
             raise GuestLoadError(f"the guest module does not compile: {_first_line(e)}") from None
         return _WasmtimeModule(self._wasmtime, self._engine, module)
+
+    def deserialize(self, blob: bytes) -> CompiledModule:
+        return _WasmtimeModule(self._wasmtime, self._engine, self._wasmtime.Module.deserialize(self._engine, blob))
 
 
 # --- wasmer ---------------------------------------------------------------------------------
@@ -241,6 +296,9 @@ class _WasmerModule(CompiledModule):
     def exports(self) -> list[str]:
         return [e.name for e in self._module.exports]
 
+    def serialize(self) -> bytes:
+        return bytes(self._module.serialize())
+
     def instantiate(self, host: Mapping[str, HostFunction]) -> Instance:
         w = self._wasmer
         types = {"i32": w.Type.I32, "i64": w.Type.I64}
@@ -276,6 +334,9 @@ class WasmerEngine(Engine):
         except (RuntimeError, TypeError, ValueError) as e:
             raise GuestLoadError(f"the guest module does not compile: {_first_line(e)}") from None
         return _WasmerModule(self._wasmer, self._store, module)
+
+    def deserialize(self, blob: bytes) -> CompiledModule:
+        return _WasmerModule(self._wasmer, self._store, self._wasmer.Module.deserialize(self._store, blob))
 
 
 def _tick(engine: Any) -> None:

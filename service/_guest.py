@@ -244,13 +244,20 @@ class Guest:
     """The compiled guest module, checked against the ABI, and its pool of instances."""
 
     def __init__(
-        self, engine: Engine, wasm: bytes, *, pool_max: int = 64, name: str = "guest", limits: Limits | None = None
+        self,
+        engine: Engine,
+        wasm: bytes,
+        *,
+        pool_max: int = 64,
+        name: str = "guest",
+        limits: Limits | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         """Compiles and checks the module; raises GuestLoadError saying why it cannot be used."""
         self.engine = engine
         self.name = name
         self.limits = limits or Limits()
-        self.compiled = engine.compile(cap_memory(wasm, self.limits.memory_bytes))
+        self.compiled = engine.load(cap_memory(wasm, self.limits.memory_bytes), cache_dir)
         allowed = {("host", n) for n in (*SUSPENDING_IMPORTS, "log")}
         foreign = [f"{m}.{n}" for m, n in self.compiled.imports if (m, n) not in allowed]
         if foreign:
@@ -280,14 +287,23 @@ class Guest:
         self._idle.append(first)
 
     @classmethod
-    def load(cls, engine: Engine, path: Path | None = None, *, pool_max: int = 64, limits: Limits | None = None) -> Guest:
-        """Reads and checks the module at `path` (the packaged guest by default)."""
+    def load(
+        cls,
+        engine: Engine,
+        path: Path | None = None,
+        *,
+        pool_max: int = 64,
+        limits: Limits | None = None,
+        cache_dir: Path | None = None,
+    ) -> Guest:
+        """Reads and checks the module at `path` (the packaged guest by default); compiled code
+        is cached in `cache_dir` when one is given."""
         path = path or DEFAULT_MODULE
         try:
             wasm = path.read_bytes()
         except OSError as e:
             raise GuestLoadError(f"cannot read the guest module {path}: {e.strerror}") from None
-        return cls(engine, wasm, pool_max=pool_max, name=str(path), limits=limits)
+        return cls(engine, wasm, pool_max=pool_max, name=str(path), limits=limits, cache_dir=cache_dir)
 
     async def _acquire(self) -> GuestInstance:
         if self._slots is None:

@@ -75,6 +75,8 @@ class Settings:
     guest_memory_limit: int = 64 * 1024 * 1024
     guest_max_host_calls: int = 200
     data_dir: Path = Path(".data")
+    #: where compiled guest code is kept between starts; None: no cache
+    cache_dir: Path | None = None
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -120,12 +122,20 @@ class Settings:
             guest_memory_limit=_int(env, "GUEST_MEMORY_LIMIT_MB", 64, minimum=2) * 1024 * 1024,
             guest_max_host_calls=_int(env, "GUEST_MAX_HOST_CALLS", 200, minimum=1),
             data_dir=Path(env.get("ORDERS_DATA_DIR", "").strip() or ".data"),
+            cache_dir=_cache_dir(env),
             log_level=log_level,
             log_format=log_format,
         )
         if settings.db_pool_min > settings.db_pool_max:
             raise ConfigError("DB_POOL_MIN must not be larger than DB_POOL_MAX")
         return settings
+
+
+def _cache_dir(env: Mapping[str, str]) -> Path | None:
+    raw = env.get("GUEST_CACHE_DIR", "").strip()
+    if raw.lower() == "off":
+        return None
+    return Path(raw) if raw else Path(env.get("ORDERS_DATA_DIR", "").strip() or ".data") / "compiled"
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

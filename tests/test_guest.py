@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from service import GuestFault, GuestLoadError, GuestMemoryError, LimitExceeded
+from service import Guest, GuestFault, GuestLoadError, GuestMemoryError, LimitExceeded, load_engine
 from service._database import Database
 from service._guest import DEFAULT_MODULE
 
@@ -219,3 +219,29 @@ def test_the_service_answers_a_trap_with_500_and_keeps_serving(
             assert (fine.status_code, fine.json()) == (200, {"status": True})
     finally:
         svc.stop()
+
+
+# --- compiled code is cached between starts ---------------------------------------------------
+
+
+def test_compiled_code_is_cached_and_checked(engine_name: str, tmp_path: Path) -> None:
+    engine = load_engine(engine_name)
+    cache = tmp_path / "compiled"
+    first = Guest.load(engine, cache_dir=cache)
+    files = list(cache.iterdir())
+    assert len(files) == 1 and files[0].suffix == f".{engine_name}"
+    assert oct(cache.stat().st_mode & 0o777) == "0o700"
+
+    def must_not_compile(wasm: bytes) -> None:
+        raise AssertionError("compiled again although the cache holds the module")
+
+    engine.compile = must_not_compile  # type: ignore[method-assign, assignment]
+    second = Guest.load(engine, cache_dir=cache)
+    assert second.engine is first.engine
+
+    del engine.compile  # back to the class's method
+    blob = bytearray(files[0].read_bytes())
+    blob[100] ^= 0xFF  # a damaged file is noticed by its hash and replaced, never run
+    files[0].write_bytes(bytes(blob))
+    Guest.load(engine, cache_dir=cache)
+    assert files[0].read_bytes() != bytes(blob)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from service import ConfigError, DatabaseURL, Settings
@@ -60,3 +62,10 @@ def test_booleans(raw: str, value: bool) -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(AttributeError):
         Settings().allow_reset = True  # type: ignore[misc]
+
+
+def test_the_compiled_module_cache() -> None:
+    assert Settings.from_environ({}).cache_dir == Path(".data/compiled")
+    assert Settings.from_environ({"ORDERS_DATA_DIR": "/srv/orders"}).cache_dir == Path("/srv/orders/compiled")
+    assert Settings.from_environ({"GUEST_CACHE_DIR": "/var/cache/orders"}).cache_dir == Path("/var/cache/orders")
+    assert Settings.from_environ({"GUEST_CACHE_DIR": "off"}).cache_dir is None
