@@ -71,8 +71,8 @@ def url_of(db: Db) -> str:
 class Service:
     """`python -m service` running in a child process, as a user starts it."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, args: list[str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log_path: Path, args: list[str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "wb")

@@ -54,6 +54,7 @@ def browser() -> Iterator[Browser]:
 # Chromium logs every 4xx/5xx answer to fetch() as a console error; those are the API
 # answering (a 422 the page shows at a field, a 503 it reports), not errors of the page.
 HTTP_STATUS_LOG = re.compile(r"Failed to load resource: the server responded with a status of (\d+)")
+NETWORK_FAILURE_LOG = re.compile(r"Failed to load resource: net::ERR_CONNECTION_REFUSED")
 
 
 @pytest.fixture
@@ -73,6 +74,8 @@ def page(browser: Browser) -> Iterator[Page]:
         status = HTTP_STATUS_LOG.search(message.text)
         if status:
             statuses.append(int(status.group(1)))
+        elif NETWORK_FAILURE_LOG.search(message.text):
+            statuses.append(0)  # no answer at all: the service is down
         else:
             problems.append(f"console error: {message.text}")
 
@@ -242,3 +245,24 @@ def test_the_page_says_when_the_database_is_down_and_recovers(
     expect(page.locator("#orders tbody tr")).to_have_count(1)
     assert set(page.statuses) == {503}  # type: ignore[attr-defined]
     shot(page, f"{engine}-9-recovered")
+
+
+def test_the_page_says_when_the_service_is_down_and_recovers(page: Page, service_db: Db, engine: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": url_of(service_db), "WASM_ENGINE": engine}
+    svc = Service(env, tmp_path / "first.log")
+    port = svc.port
+    svc.client.post("/create_order", json={**ORDER, "order_id": 1})  # the table may hold others' rows
+    open_page(page, svc)
+    svc.stop()
+    page.get_by_role("button", name="Add order").click()
+    banner = page.locator("#offline")
+    expect(banner).to_contain_text("The service cannot be reached")
+    shot(page, f"{engine}-10-service-down")
+    again = Service(env, tmp_path / "second.log", port=port)
+    try:
+        expect(banner).to_be_hidden(timeout=20_000)
+        expect(page.locator("#orders tbody tr").first).to_be_visible()
+        assert 0 in page.statuses  # type: ignore[attr-defined]
+        shot(page, f"{engine}-11-service-back")
+    finally:
+        again.stop()
