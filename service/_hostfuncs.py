@@ -44,7 +44,7 @@ def _error(kind: str, code: int, message: str) -> bytes:
 class HostSession:
     """The database side of one guest invocation."""
 
-    __slots__ = ("_db", "_conn", "_broken", "_max_result_bytes", "_max_result_rows", "_request_id", "_metrics", "statements")
+    __slots__ = ("_db", "_conn", "_broken", "_max_result_bytes", "_max_result_rows", "_request_id", "_metrics")
 
     def __init__(
         self,
@@ -62,13 +62,11 @@ class HostSession:
         self._max_result_rows = max_result_rows
         self._request_id = request_id
         self._metrics = metrics
-        self.statements = 0
 
     async def call(self, operation: str, payload: bytes) -> bytes:
         """Runs one suspended import. A database failure becomes an error result for the guest;
         a statement outside the guest's capability raises GuestFault, a result over a limit
         LimitExceeded: both stop the invocation."""
-        self.statements += 1
         if self._metrics is None:
             return await self._call(operation, payload)
         started = time.perf_counter()

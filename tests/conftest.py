@@ -19,6 +19,15 @@ from service._settings import DatabaseURL
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINES = available_engines()
+# The first sample order, without an id: the body most tests send.
+NEW_ORDER = {
+    "product_id": 12,
+    "quantity": 2,
+    "amount": 19.99,
+    "shipping": 15.0,
+    "tax": 2.0,
+    "shipping_address": "Mataderos 2312",
+}
 
 
 def pytest_report_header() -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import Db, Service
+from .conftest import NEW_ORDER, Db, Service
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -18,15 +18,7 @@ ORDERS_JSON = (SAMPLES / "orders.json").read_bytes()
 UPDATE_JSON = (SAMPLES / "update_order.json").read_bytes()
 FORM = {"content-type": "application/x-www-form-urlencoded"}  # what `curl -d @file` sends
 
-ORDER: dict[str, Any] = {
-    "order_id": 7,
-    "product_id": 12,
-    "quantity": 2,
-    "amount": 19.99,
-    "shipping": 15.0,
-    "tax": 2.0,
-    "shipping_address": "Mataderos 2312",
-}
+ORDER: dict[str, Any] = {"order_id": 7, **NEW_ORDER}
 INDEX = "The valid endpoints are /init /create_order /create_orders /update_order /orders /delete_order"
 
 

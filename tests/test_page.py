@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from service import EmbeddedMariaDB
 
-from .conftest import ROOT, Db, Service, url_of
+from .conftest import NEW_ORDER, ROOT, Db, Service, url_of
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the networking flags Chromium stalls on a closed network.
@@ -31,14 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SHOTS = ROOT / "test-output" / "screenshots"
-ORDER: dict[str, Any] = {
-    "product_id": 12,
-    "quantity": 2,
-    "amount": 19.99,
-    "shipping": 15.0,
-    "tax": 2.0,
-    "shipping_address": "Mataderos 2312",
-}
+ORDER: dict[str, Any] = dict(NEW_ORDER)
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import Db
+from .conftest import NEW_ORDER, Db
 
-ORDER: dict[str, Any] = {
-    "product_id": 12,
-    "quantity": 2,
-    "amount": 19.99,
-    "shipping": 15.0,
-    "tax": 2.0,
-    "shipping_address": "Mataderos 2312",
-}
+ORDER: dict[str, Any] = dict(NEW_ORDER)
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, Any]:
