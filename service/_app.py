@@ -23,8 +23,8 @@ from ._errors import ConfigError, DatabaseError, GuestFault, GuestLoadError, Lim
 from ._guest import Guest
 from ._hostfuncs import HostSession
 from ._http import (
-    CorsHeaders,
     PayloadTooLarge,
+    cors_headers,
     error_response,
     guest_fault,
     http_error,
@@ -33,7 +33,7 @@ from ._http import (
     read_body,
     too_large,
 )
-from ._observability import Metrics, RequestLog, configure_logging, request_id_var
+from ._observability import TIMING_KEY, Metrics, RequestLog, configure_logging, request_id_var
 from ._openapi import openapi_document
 from ._resources import project_dir
 from ._settings import Settings
@@ -83,14 +83,14 @@ def guest_endpoint(operations: dict[str, str], preflight_status: int) -> Endpoin
         settings = runtime.settings
         has_body = request.method in ("POST", "PUT", "PATCH")
         body = await read_body(request, settings.max_body_bytes) if has_body else b""
+        scope = request.scope
         header = {
             "op": operation,
-            "query": dict(request.query_params),
+            "query": dict(request.query_params) if scope["query_string"] else {},
             "path": request.path_params,
             "content_type": request.headers.get("content-type", ""),
             "allow_reset": settings.allow_reset,
         }
-        request_id = request_id_var.get()
         if operation == "init":
             try:
                 await runtime.database.ensure_schema()
@@ -102,34 +102,33 @@ def guest_endpoint(operations: dict[str, str], preflight_status: int) -> Endpoin
             runtime.database,
             max_result_bytes=settings.max_result_bytes,
             max_result_rows=settings.max_result_rows,
-            request_id=request_id,
+            request_id=request_id_var.get(),
             metrics=metrics,
         )
         request_bytes = json.dumps(header, separators=(",", ":")).encode() + b"\n" + body
         try:
             answer = await runtime.guest.invoke(request_bytes, session.call, session.log)
         except LimitExceeded:
-            metrics.guest_invocations.labels(engine, "limit").inc()
+            metrics.labelled(metrics.guest_invocations, engine, "limit").inc()
             raise
         except GuestFault:
-            metrics.guest_invocations.labels(engine, "fault").inc()
-            metrics.guest_traps.labels(engine).inc()
+            metrics.labelled(metrics.guest_invocations, engine, "fault").inc()
+            metrics.labelled(metrics.guest_traps, engine).inc()
             raise
         finally:
             await session.close()
-        metrics.guest_invocations.labels(engine, "ok").inc()
-        metrics.guest_seconds.labels(engine).observe(answer.guest_seconds)
-        response = Response(answer.body, answer.status, media_type=answer.content_type or None)
-        for name, value in answer.headers:
-            response.headers[name] = value
+        metrics.labelled(metrics.guest_invocations, engine, "ok").inc()
+        metrics.labelled(metrics.guest_seconds, engine).observe(answer.guest_seconds)
+        scope[TIMING_KEY] = (answer.guest_seconds, answer.db_seconds)
+        headers = dict(answer.headers)
         if answer.status == 503:
-            response.headers["retry-after"] = "1"
-        response.headers["x-wasm-engine"] = engine
-        response.headers["server-timing"] = (
+            headers["retry-after"] = "1"
+        headers["x-wasm-engine"] = engine
+        headers["server-timing"] = (
             f'wasm;dur={answer.guest_seconds * 1000:.3f};desc="guest on {engine}", '
             f'db;dur={answer.db_seconds * 1000:.3f};desc="database"'
         )
-        return response
+        return Response(answer.body, answer.status, headers, answer.content_type or None)
 
     endpoint.__name__ = "_".join(operations.values())
     return endpoint
@@ -171,7 +170,13 @@ async def metrics(request: Request) -> Response:
 
 
 def build_routes() -> list[BaseRoute]:
-    routes: list[BaseRoute] = [
+    # The order routes first: the router tries routes in turn, on every request.
+    routes: list[BaseRoute] = []
+    for path, by_method in REST_ROUTES:
+        routes.append(Route(path, guest_endpoint(by_method, 204), methods=[*by_method, "OPTIONS"]))
+    for path, methods, operation in GUEST_ROUTES:
+        routes.append(Route(path, guest_endpoint({m: operation for m in methods}, 200), methods=[*methods, "OPTIONS"]))
+    routes += [
         Route("/", index, methods=["GET", "OPTIONS"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -179,10 +184,6 @@ def build_routes() -> list[BaseRoute]:
         Route("/metrics", metrics, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    for path, methods, operation in GUEST_ROUTES:
-        routes.append(Route(path, guest_endpoint({m: operation for m in methods}, 200), methods=[*methods, "OPTIONS"]))
-    for path, by_method in REST_ROUTES:
-        routes.append(Route(path, guest_endpoint(by_method, 204), methods=[*by_method, "OPTIONS"]))
     return routes
 
 
@@ -267,8 +268,7 @@ def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
             HTTPException: http_error,
         },
     )
-    app.add_middleware(CorsHeaders)
-    app.add_middleware(RequestLog, metrics=app_metrics, json_lines=settings.log_format == "json")
+    app.add_middleware(RequestLog, metrics=app_metrics, json_lines=settings.log_format == "json", headers_for=cors_headers)
     return app
 
 

@@ -131,7 +131,10 @@ class Database:
         if self._pool is None:
             raise DatabaseUnavailable("the database pool is not running")
         try:
-            conn = await asyncio.wait_for(self._pool.acquire(), self._acquire_timeout)
+            if self._pool.freesize:  # a free connection is handed over at once: no timer needed
+                conn = await self._pool.acquire()
+            else:
+                conn = await asyncio.wait_for(self._pool.acquire(), self._acquire_timeout)
         except BaseException as e:
             if isinstance(e, asyncio.CancelledError):
                 raise

@@ -15,7 +15,6 @@ from http import HTTPStatus
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._errors import LimitExceeded, ServiceError
 
@@ -116,21 +115,6 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(request, exc.status_code, "http_error", exc.detail)
 
 
-class CorsHeaders:
-    """Adds the CORS headers to every response, errors included, as the original does."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        cors = REST_CORS_HEADERS if is_rest(scope["path"]) else CORS_HEADERS
-
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *cors]
-            await send(message)
-
-        await self.app(scope, receive, send_with_cors)
+def cors_headers(path: str) -> list[tuple[bytes, bytes]]:
+    """The CORS headers every response on `path` carries, errors included, as the original's do."""
+    return REST_CORS_HEADERS if is_rest(path) else CORS_HEADERS

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -47,6 +46,15 @@ class Metrics:
         self.db_pool = Gauge("db_pool_connections", "Database pool connections", ["state"], registry=r)
         self.engine = Gauge("wasm_engine_info", "The Wasm engine in use (1)", ["engine"], registry=r)
         self._pool_sizes: Callable[[], tuple[int, int]] | None = None
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def labelled(self, metric: Any, *values: str) -> Any:
+        """`metric.labels(*values)`, looked up once: labels() costs microseconds on every call."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def watch_pool(self, sizes: Callable[[], tuple[int, int]]) -> None:
         """`sizes()` gives (in use, free); read at every scrape."""
@@ -67,49 +75,65 @@ def route_of(scope: Scope) -> str:
     return str(path) if path is not None else "unmatched"
 
 
-class RequestLog:
-    """Gives every request an id (X-Request-ID taken or made, and returned), counts and times it,
-    and logs one line for it."""
+# Where an endpoint leaves (guest seconds, database seconds) for the request's log line.
+TIMING_KEY = "service.timing"
+HeadersFor = Callable[[str], list[tuple[bytes, bytes]]]
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, json_lines: bool) -> None:
+
+class RequestLog:
+    """Gives every request an id (X-Request-ID taken or made, and returned), adds the headers
+    `headers_for(path)` names to every response (errors included), counts and times the
+    request, and logs one line for it.
+
+    It runs on every request, so it reads the raw scope rather than building Request objects.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, json_lines: bool, headers_for: HeadersFor | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.json_lines = json_lines
+        self.headers_for = headers_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        given = Request(scope).headers.get("x-request-id", "")
-        request_id = given if given and len(given) <= 128 and given.isprintable() else uuid.uuid4().hex[:16]
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+                if len(given) <= 128 and given.isprintable():
+                    request_id = given
+                break
+        request_id = request_id or os.urandom(8).hex()
         token = request_id_var.set(request_id)
+        extra = [*(self.headers_for(scope["path"]) if self.headers_for else ()), (b"x-request-id", request_id.encode())]
         status = 500
-        response_headers: dict[str, str] = {}
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                message["headers"] = [*headers, (b"x-request-id", request_id.encode())]
-                response_headers.update((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers)
+                message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_headers)
         finally:
             request_id_var.reset(token)
             seconds = time.perf_counter() - started
             route = route_of(scope)
             method = scope["method"]
-            self.metrics.http_requests.labels(method, route, str(status)).inc()
-            self.metrics.http_seconds.labels(method, route).observe(seconds)
-            self._log(scope, status, seconds, request_id, response_headers.get("server-timing", ""))
+            metrics = self.metrics
+            metrics.labelled(metrics.http_requests, method, route, str(status)).inc()
+            metrics.labelled(metrics.http_seconds, method, route).observe(seconds)
+            if access_log.isEnabledFor(logging.INFO):
+                self._log(scope, status, seconds, request_id, scope.get(TIMING_KEY))
 
-    def _log(self, scope: Scope, status: int, seconds: float, request_id: str, timing: str) -> None:
-        guest_ms = _timing_ms(timing, "wasm")
-        db_ms = _timing_ms(timing, "db")
+    def _log(self, scope: Scope, status: int, seconds: float, request_id: str, timing: tuple[float, float] | None) -> None:
+        guest_ms = None if timing is None else round(timing[0] * 1000, 3)
+        db_ms = None if timing is None else round(timing[1] * 1000, 3)
         if self.json_lines:
             record: dict[str, Any] = {
                 "event": "request",
@@ -133,17 +157,6 @@ class RequestLog:
                 "-" if db_ms is None else db_ms,
                 request_id,
             )
-
-
-def _timing_ms(header: str, name: str) -> float | None:
-    for part in header.split(","):
-        metric, _, rest = part.strip().partition(";")
-        if metric == name and rest.startswith("dur="):
-            try:
-                return float(rest[4:].split(";")[0])
-            except ValueError:
-                return None
-    return None
 
 
 class JsonFormatter(logging.Formatter):
