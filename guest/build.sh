@@ -3,13 +3,15 @@
 # service/guest/orders.wasm, plus the hash of the sources it came from.
 #   guest/build.sh          build the module
 #   guest/build.sh test     run the logic's unit tests natively
+#   guest/build.sh compute DIR   build examples/compute.rs natively and to Wasm, into DIR (benchmark)
 # Uses a rustup toolchain that has the wasm32-unknown-unknown target when there is one; otherwise
 # Debian's rustc with its wasm32 std and crate sources from /usr/share/cargo/registry, offline.
 set -euo pipefail
 guest=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out="$guest/../service/guest"
 # Imports that suspend the guest while the host awaits the database (ABI.md, "Suspension").
-async_imports=host.db_query,host.db_execute,host.db_begin,host.db_commit,host.db_rollback
+# No import suspends by itself: the guest unwinds itself (ABI.md, "Suspension"), and `handle`
+# and `resume`, which only pass on what the unwound `serve` returns, are left uninstrumented.
 
 has_wasm_std() { # $1 = rustc
   local libdir
@@ -36,11 +38,29 @@ cd "$guest"
 if [[ ${1:-build} == test ]]; then
   exec "${cargo[@]}" test --quiet
 fi
+if [[ ${1:-build} == compute ]]; then
+  # examples/compute.rs, natively (a shared library) and to Wasm, into the directory $2.
+  dest=${2:?build.sh compute DIR}
+  "${cargo[@]}" build --quiet --release --example compute --no-default-features
+  "${cargo[@]}" build --quiet --release --example compute --no-default-features --target wasm32-unknown-unknown
+  mkdir -p "$dest"
+  cp target/release/examples/libcompute.so "$dest/compute.so"
+  cp target/wasm32-unknown-unknown/release/examples/compute.wasm "$dest/compute.wasm"
+  exit 0
+fi
 
 command -v wasm-opt >/dev/null || { echo "build.sh: wasm-opt not found (apt-get install binaryen)" >&2; exit 1; }
 "${cargo[@]}" build --release --target wasm32-unknown-unknown
 mkdir -p "$out"
-wasm-opt --strip-debug --strip-producers --asyncify --pass-arg="asyncify-imports@$async_imports" -O3 \
-  target/wasm32-unknown-unknown/release/orders_guest.wasm -o "$out/orders.wasm"
+# asyncify runs before --strip-debug: its lists name functions, and the names go with the debug info.
+warnings=$(wasm-opt --asyncify --pass-arg=asyncify-imports@ --pass-arg=asyncify-removelist@handle,resume \
+  --strip-debug --strip-producers -O3 \
+  target/wasm32-unknown-unknown/release/orders_guest.wasm -o "$out/orders.wasm" 2>&1)
+if [[ -n $warnings ]]; then
+  echo "$warnings" >&2
+  echo "build.sh: wasm-opt warned (a misnamed asyncify list would break suspension); not using the module" >&2
+  rm -f "$out/orders.wasm"
+  exit 1
+fi
 python3 "$guest/source_hash.py" > "$out/orders.wasm.source-sha256"
 echo "built $out/orders.wasm ($(wc -c < "$out/orders.wasm") bytes)"

@@ -1,8 +1,9 @@
 """The guest: loading and checking the module, a pool of instances, and running one request.
 
-A request runs on the event loop thread. When the guest calls a database import, the import
-records the call and unwinds the guest (asyncify); `Guest.invoke` then awaits the call and
-rewinds the guest into the import, which returns the result (guest/ABI.md, "Suspension").
+A request runs on the event loop thread. When the guest makes a database call, the import only
+records it; the guest then unwinds itself (asyncify) and `handle` returns. `GuestInstance.run`
+awaits the call, writes the result into the guest's inbox and calls `resume`, which rewinds the
+guest to where it stopped (guest/ABI.md, "Suspension"): two crossings per statement.
 """
 
 from __future__ import annotations
@@ -14,33 +15,24 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from ._engines import Engine, HostFunction, Instance
+from ._engines import Engine, Export, HostFunction, Instance
 from ._errors import GuestFault, GuestLoadError, LimitExceeded
 from ._limits import Limits
 from ._wasm_binary import cap_memory
 
 log = logging.getLogger("service.guest")
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 DEFAULT_MODULE = Path(__file__).resolve().parent / "guest" / "orders.wasm"
-SUSPENDING_IMPORTS = ("db_query", "db_execute", "db_begin", "db_commit", "db_rollback")
-REQUIRED_EXPORTS = (
-    "memory",
-    "abi_version",
-    "alloc",
-    "dealloc",
-    "handle",
-    "asyncify_start_unwind",
-    "asyncify_stop_unwind",
-    "asyncify_start_rewind",
-    "asyncify_stop_rewind",
-)
-ASYNCIFY_STACK_BYTES = 64 * 1024
+# Imports that hand the host a database call; the guest suspends after each.
+DATABASE_IMPORTS = ("db_query", "db_execute", "db_begin", "db_commit", "db_rollback")
+HOST_IMPORTS = (*DATABASE_IMPORTS, "db_result", "log")
+REQUIRED_EXPORTS = ("memory", "abi_version", "alloc", "dealloc", "inbox", "handle", "resume")
 REQUEST_BUFFER_BYTES = 64 * 1024
 # An instance whose memory grew past this is dropped after its request rather than reused.
 MAX_REUSED_MEMORY_BYTES = 64 * 1024 * 1024
 
-# Runs one suspended call: (operation, payload) -> result bytes for the guest.
+# Runs one database call: (operation, payload) -> result bytes for the guest.
 HostCall = Callable[[str, bytes], Awaitable[bytes]]
 # Receives a guest log line: (level, message).
 LogSink = Callable[[int, str], None]
@@ -67,14 +59,13 @@ class GuestResponse:
 class _Invocation:
     """What one running request tells the imports of the instance it runs on."""
 
-    __slots__ = ("host_call", "log", "pending", "rewinding", "resume_value", "limits", "host_calls")
+    __slots__ = ("host_call", "log", "pending", "result", "limits", "host_calls")
 
     def __init__(self, host_call: HostCall, log_sink: LogSink, limits: Limits) -> None:
         self.host_call = host_call
         self.log = log_sink
         self.pending: tuple[str, bytes] | None = None
-        self.rewinding = False
-        self.resume_value = 0
+        self.result: bytes | None = None  # a result too large for the inbox, until db_result
         self.limits = limits
         self.host_calls = 0
 
@@ -94,15 +85,16 @@ class GuestInstance:
         self.invocation: _Invocation | None = None
         self.raw: Instance = guest.compiled.instantiate(self._imports())
         export = self.raw.export
+        self.abi_version = int(export("abi_version")())
+        if self.abi_version != ABI_VERSION:
+            return  # Guest refuses it, naming both versions
         self.handle = export("handle")
+        self.resume = export("resume")
         self.alloc = export("alloc")
         self.dealloc = export("dealloc")
-        self.start_unwind = export("asyncify_start_unwind")
-        self.stop_unwind = export("asyncify_stop_unwind")
-        self.start_rewind = export("asyncify_start_rewind")
-        self.stop_rewind = export("asyncify_stop_rewind")
-        self.abi_version = int(export("abi_version")())
-        self.data = self._alloc(ASYNCIFY_STACK_BYTES + 8)
+        inbox = int(export("inbox")()) & 0xFFFFFFFFFFFFFFFF
+        self.inbox_ptr, self.inbox_capacity = inbox >> 32, inbox & 0xFFFFFFFF
+        self.raw._check(self.inbox_ptr, self.inbox_capacity)
         self.request_ptr = self._alloc(REQUEST_BUFFER_BYTES)
         self.request_capacity = REQUEST_BUFFER_BYTES
 
@@ -112,23 +104,22 @@ class GuestInstance:
         return ptr
 
     def _imports(self) -> dict[str, HostFunction]:
-        imports = {name: HostFunction(("i32", "i32"), ("i64",), self._suspending(name, True)) for name in SUSPENDING_IMPORTS[:2]}
-        for name in SUSPENDING_IMPORTS[2:]:
-            imports[name] = HostFunction((), ("i64",), self._suspending(name, False))
+        imports = {name: HostFunction(("i32", "i32"), (), self._database_call(name, True)) for name in DATABASE_IMPORTS[:2]}
+        for name in DATABASE_IMPORTS[2:]:
+            imports[name] = HostFunction((), (), self._database_call(name, False))
+        imports["db_result"] = HostFunction(("i32", "i32"), (), self._result)
         imports["log"] = HostFunction(("i32", "i32", "i32"), (), self._log)
         return imports
 
-    def _suspending(self, name: str, takes_payload: bool) -> Callable[..., int]:
+    def _database_call(self, name: str, takes_payload: bool) -> Callable[..., None]:
         operation = name.removeprefix("db_")
 
-        def call(*args: int) -> int:
+        def call(*args: int) -> None:
             inv = self.invocation
             if inv is None:
                 raise GuestFault(f"the guest called {name} outside a request")
-            if inv.rewinding:
-                inv.rewinding = False
-                self.stop_rewind()
-                return inv.resume_value
+            if inv.pending is not None:
+                raise GuestFault(f"the guest called {name} without suspending after its previous database call")
             inv.count_host_call(name)
             payload = b""
             if takes_payload:
@@ -139,10 +130,17 @@ class GuestInstance:
                     )
                 payload = self.raw.read(ptr, length)
             inv.pending = (operation, payload)
-            self.start_unwind(self.data)
-            return 0
 
         return call
+
+    def _result(self, ptr: int, length: int) -> None:
+        inv = self.invocation
+        if inv is None or inv.result is None:
+            raise GuestFault("the guest called db_result with no result waiting")
+        if length & 0xFFFFFFFF != len(inv.result):
+            raise GuestFault(f"the guest asked db_result for {length & 0xFFFFFFFF} bytes of a {len(inv.result)}-byte result")
+        self.raw.write(ptr & 0xFFFFFFFF, inv.result)
+        inv.result = None
 
     def _log(self, level: int, ptr: int, length: int) -> None:
         inv = self.invocation
@@ -167,37 +165,27 @@ class GuestInstance:
         started = time.perf_counter()
         db_seconds = 0.0
 
-        def enter(ptr: int, length: int) -> int:
+        def enter(function: Export, *args: int) -> int:
             # The time budget counts only time in the guest: what is left of it at each entry.
             left = limits.time_seconds - (time.perf_counter() - started - db_seconds)
             if left <= 0:
                 raise LimitExceeded("time", "the guest ran past its time limit and was stopped")
             self.raw.set_deadline(left)
-            return int(self.handle(ptr, length))
+            return int(function(*args))
 
         try:
-            # The asyncify buffer's header: where saved state starts, and where its space ends.
-            self.raw.write(
-                self.data, (self.data + 8).to_bytes(4, "little") + (self.data + 8 + ASYNCIFY_STACK_BYTES).to_bytes(4, "little")
-            )
-            ptr = self._write_request(request)
-            length = len(request)
-            packed = enter(ptr, length)
+            packed = enter(self.handle, self._write_request(request), len(request))
             while invocation.pending is not None:
                 operation, payload = invocation.pending
                 invocation.pending = None
-                self.stop_unwind()
                 waited = time.perf_counter()
                 result = await invocation.host_call(operation, payload)
                 db_seconds += time.perf_counter() - waited
-                result_ptr = self._alloc(len(result))
-                self.raw.write(result_ptr, result)
-                invocation.resume_value = (result_ptr << 32) | len(result)
-                invocation.rewinding = True
-                self.start_rewind(self.data)
-                packed = enter(ptr, length)
-            if invocation.rewinding:
-                raise GuestFault("the guest did not re-enter the import it was suspended in")
+                if len(result) <= self.inbox_capacity:
+                    self.raw.write(self.inbox_ptr, result)
+                else:
+                    invocation.result = result
+                packed = enter(self.resume, len(result))
             response = self._response(packed & 0xFFFFFFFFFFFFFFFF, limits.response_bytes)
             response.db_seconds = db_seconds
             response.guest_seconds = time.perf_counter() - started - db_seconds
@@ -258,20 +246,22 @@ class Guest:
         self.name = name
         self.limits = limits or Limits()
         self.compiled = engine.load(cap_memory(wasm, self.limits.memory_bytes), cache_dir)
-        allowed = {("host", n) for n in (*SUSPENDING_IMPORTS, "log")}
-        foreign = [f"{m}.{n}" for m, n in self.compiled.imports if (m, n) not in allowed]
+        foreign = [f"{m}.{n}" for m, n in self.compiled.imports if m != "host" or n not in HOST_IMPORTS]
         if foreign:
+            hint = (
+                " (asyncify's imports are left in: post-process it with wasm-opt --asyncify, as guest/build.sh does)"
+                if any(f.startswith("asyncify.") for f in foreign)
+                else ""
+            )
             raise GuestLoadError(
-                f"{name} imports {', '.join(foreign)}; a guest may import only {sorted(n for _, n in allowed)} from 'host'"
+                f"{name} imports {', '.join(foreign)}; a guest may import only {list(HOST_IMPORTS)} from 'host'{hint}"
             )
         missing = [e for e in REQUIRED_EXPORTS if e not in self.compiled.exports]
         if missing:
-            hint = (
-                " (was it post-processed with wasm-opt --asyncify? build it with guest/build.sh)"
-                if any(m.startswith("asyncify") for m in missing)
-                else ""
+            raise GuestLoadError(
+                f"{name} does not export {', '.join(missing)}; this host speaks guest ABI version {ABI_VERSION} "
+                "(guest/ABI.md): rebuild the guest with guest/build.sh"
             )
-            raise GuestLoadError(f"{name} does not export {', '.join(missing)}{hint}")
         self._pool_max = pool_max
         self._idle: list[GuestInstance] = []
         self._slots: asyncio.Semaphore | None = None  # made on the event loop, at first use

@@ -73,21 +73,22 @@ class HostSession:
         try:
             return await self._call(operation, payload)
         finally:
+            metrics = self._metrics
             function = f"db_{operation}" if operation in _OPERATIONS else "db_unknown"
-            self._metrics.host_calls.labels(function).inc()
-            self._metrics.host_call_seconds.labels(function).observe(time.perf_counter() - started)
+            metrics.labelled(metrics.host_calls, function).inc()
+            metrics.labelled(metrics.host_call_seconds, function).observe(time.perf_counter() - started)
 
     async def _call(self, operation: str, payload: bytes) -> bytes:
         try:
             if operation in ("query", "execute"):
-                sql, params = self._statement(payload)
+                sql, params, json_rows = self._statement(payload)
                 conn = await self._connection()
                 if operation == "query":
                     rows = await Database.query(conn, sql, params)
                     if len(rows) > self._max_result_rows:
                         message = f"a query returned {len(rows)} rows, over the limit of {self._max_result_rows}"
                         raise LimitExceeded("result_rows", message)
-                    result = json.dumps({"rows": rows}, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
+                    result = _json_rows(rows) if json_rows else _rows(rows)
                     if len(result) > self._max_result_bytes:
                         message = f"a query returned {len(result)} bytes, over the limit of {self._max_result_bytes}"
                         raise LimitExceeded("result_bytes", message)
@@ -111,21 +112,22 @@ class HostSession:
                 self._broken = True
             return _error(e.kind, e.code, e.message)
 
-    def _statement(self, payload: bytes) -> tuple[str, list[Any]]:
+    def _statement(self, payload: bytes) -> tuple[str, list[Any], bool]:
         try:
             statement = json.loads(payload)
             sql, params = statement["sql"], statement["params"]
-        except (ValueError, TypeError, KeyError):
+            json_rows = statement.get("json_rows", False)
+        except (ValueError, TypeError, KeyError, AttributeError):
             raise _InvalidStatement('a statement must be JSON {"sql": ..., "params": [...]}') from None
-        if not isinstance(sql, str) or not isinstance(params, list):
-            raise _InvalidStatement("sql must be a string and params an array")
+        if not isinstance(sql, str) or not isinstance(params, list) or not isinstance(json_rows, bool):
+            raise _InvalidStatement("sql must be a string, params an array and json_rows true or false")
         if any(isinstance(p, (dict, list)) for p in params):
             raise _InvalidStatement("parameters must be numbers, strings, booleans or null")
         try:
             check_statement(sql)
         except StatementRefused as e:
             raise GuestFault(f"the guest sent a statement it may not run ({e}): {sql[:200]!r}") from None
-        return sql, params
+        return sql, params, json_rows
 
     async def _connection(self) -> Any:
         if self._conn is None:
@@ -134,7 +136,7 @@ class HostSession:
 
     def log(self, level: int, message: str) -> None:
         if self._metrics is not None:
-            self._metrics.host_calls.labels("log").inc()
+            self._metrics.labelled(self._metrics.host_calls, "log").inc()
         guest_log.log(level if level in (10, 20, 30, 40, 50) else logging.INFO, "[%s] %s", self._request_id, message)
 
     async def close(self) -> None:
@@ -146,3 +148,26 @@ class HostSession:
 
 class _InvalidStatement(Exception):
     pass
+
+
+def _rows(rows: list[tuple[Any, ...]]) -> bytes:
+    return json.dumps({"rows": rows}, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _json_rows(rows: list[tuple[Any, ...]]) -> bytes:
+    """Rows that MariaDB already made JSON (one column each, from JSON_ARRAY or JSON_OBJECT),
+    spliced in as they are: the host touches no value, and the guest parses them."""
+    parts = []
+    for row in rows:
+        if len(row) != 1:
+            raise _InvalidStatement(f"json_rows needs one column per row, and a row has {len(row)}")
+        cell = row[0]
+        if isinstance(cell, str):
+            parts.append(cell.encode())
+        elif isinstance(cell, (bytes, bytearray)):
+            parts.append(bytes(cell))
+        elif cell is None:
+            parts.append(b"null")
+        else:
+            raise _InvalidStatement(f"json_rows needs JSON text in each row, and a row holds {type(cell).__name__}")
+    return b'{"rows":[' + b",".join(parts) + b"]}"

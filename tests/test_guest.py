@@ -7,6 +7,7 @@ every installed engine against the suite's MariaDB.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import wasmtime
 from service import Guest, GuestFault, GuestLoadError, GuestMemoryError, LimitExceeded, load_engine
 from service._database import Database
 from service._guest import DEFAULT_MODULE
+from service._wasm_binary import _leb, _read_leb
 
 from .conftest import ENGINES, Db, Service
 from .wat_guests import INSERT_LEN, RESPOND, build, invoke, load, run, wat_guest
@@ -154,9 +156,28 @@ def test_suspended_guests_interleave(engine_name: str, guest_db: Db, tmp_path: P
 
 
 def test_an_unknown_abi_version_is_refused(engine_name: str, tmp_path: Path) -> None:
-    wasm = build(wat_guest(RESPOND, abi=2), tmp_path)
-    with pytest.raises(GuestLoadError, match="ABI version 2, but this host speaks version 1"):
+    wasm = build(wat_guest(RESPOND, abi=3), tmp_path)
+    with pytest.raises(GuestLoadError, match="ABI version 3, but this host speaks version 2"):
         load(engine_name, wasm)
+
+
+# The shape of a version 1 guest: its database imports returned the result, and the host drove
+# asyncify through the guest's exports.
+V1_GUEST = """
+(module
+  (import "host" "db_query" (func (param i32 i32) (result i64)))
+  (memory (export "memory") 1)
+  (func (export "abi_version") (result i32) (i32.const 1))
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "dealloc") (param i32 i32))
+  (func (export "handle") (param i32 i32) (result i64) (i64.const 0))
+  (func (export "asyncify_start_unwind") (param i32))
+)"""
+
+
+def test_a_version_1_guest_is_refused_with_the_reason(engine_name: str, tmp_path: Path) -> None:
+    with pytest.raises(GuestLoadError, match="does not export inbox, resume; this host speaks guest ABI version 2"):
+        load(engine_name, build(V1_GUEST, tmp_path, asyncify=False))
 
 
 def test_foreign_imports_are_refused(engine_name: str, tmp_path: Path) -> None:
@@ -176,12 +197,12 @@ def test_bytes_that_are_not_wasm_are_refused(engine_name: str) -> None:
 
 
 def test_the_service_refuses_a_wrong_abi_at_startup(tmp_path: Path) -> None:
-    path = tmp_path / "v2.wasm"
-    path.write_bytes(build(wat_guest(RESPOND, abi=2), tmp_path))
+    path = tmp_path / "v3.wasm"
+    path.write_bytes(build(wat_guest(RESPOND, abi=3), tmp_path))
     env = {**os.environ, "GUEST_MODULE": str(path), "DATABASE_URL": "mysql://root@127.0.0.1:1/none"}
     done = subprocess.run([sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "speaks guest ABI version 2, but this host speaks version 1" in done.stderr
+    assert "speaks guest ABI version 3, but this host speaks version 2" in done.stderr
 
 
 # --- the real guest -------------------------------------------------------------------------
@@ -190,7 +211,8 @@ def test_the_service_refuses_a_wrong_abi_at_startup(tmp_path: Path) -> None:
 def test_the_real_guest_imports_only_host_functions() -> None:
     module = wasmtime.Module(wasmtime.Engine(), DEFAULT_MODULE.read_bytes())
     imports = sorted((i.module, i.name) for i in module.imports)
-    assert imports == sorted(("host", n) for n in ("db_query", "db_execute", "db_begin", "db_commit", "db_rollback", "log"))
+    names = ("db_query", "db_execute", "db_begin", "db_commit", "db_rollback", "db_result", "log")
+    assert imports == sorted(("host", n) for n in names)
 
 
 TRAP_ON_T = f"""
@@ -245,3 +267,113 @@ def test_compiled_code_is_cached_and_checked(engine_name: str, tmp_path: Path) -
     files[0].write_bytes(bytes(blob))
     Guest.load(engine, cache_dir=cache)
     assert files[0].read_bytes() != bytes(blob)
+
+
+# --- suspension (ABI v2): the guest unwinds itself, the host resumes it ------------------------
+
+ORDER_ROW = '[{0},12,2,19.99,15.00,2.00,"{0} Suspension Road"]'
+
+
+def real_guest(engine_name: str) -> Guest:
+    return Guest(load_engine(engine_name), DEFAULT_MODULE.read_bytes(), pool_max=1)
+
+
+def with_exported_global(wasm: bytes, index: int, name: str) -> bytes:
+    """The module with global `index` exported as `name` (appended to its export section)."""
+    out, pos = bytearray(wasm[:8]), 8
+    while pos < len(wasm):
+        section = wasm[pos]
+        size, start = _read_leb(wasm, pos + 1)
+        body = wasm[start : start + size]
+        if section == 7:
+            count, rest = _read_leb(body, 0)
+            body = _leb(count + 1) + body[rest:] + _leb(len(name)) + name.encode() + b"\x03" + _leb(index)
+        out += bytes([section]) + _leb(len(body)) + body
+        pos = start + size
+    return bytes(out)
+
+
+def test_suspending_leaves_the_stack_pointer_where_it_was() -> None:
+    # `handle` and `resume` are not instrumented by asyncify (guest/build.sh), so they must keep
+    # no frame on the shadow stack: were they to, each suspended request would leave the stack
+    # pointer lower, until the stack ran into the guest's data.
+    wasm = with_exported_global(DEFAULT_MODULE.read_bytes(), 0, "stack_pointer")
+    guest = Guest(load_engine("wasmtime"), wasm, pool_max=1)
+    instance = guest._idle[0]
+    exports = instance.raw._exports  # type: ignore[attr-defined]
+
+    def stack_pointer() -> int:
+        return int(exports["stack_pointer"].value(instance.raw._store))  # type: ignore[attr-defined]
+
+    async def host_call(operation: str, payload: bytes) -> bytes:
+        assert stack_pointer() < at_rest  # suspended inside the request
+        return ('{"rows":[' + ORDER_ROW.format(7) + "]}").encode()
+
+    at_rest = stack_pointer()
+    assert at_rest == 1024 * 1024  # the shadow stack's top, where Rust's wasm32 target puts it
+
+    async def main() -> None:
+        for _ in range(3):
+            response = await guest.invoke(b'{"op":"get","path":{"order_id":"7"}}\n', host_call, lambda *_: None)
+            assert response.status == 200
+            assert stack_pointer() == at_rest
+
+    asyncio.run(main())
+
+
+def test_one_instance_suspends_and_resumes_thousands_of_times(engine_name: str) -> None:
+    guest = real_guest(engine_name)
+    instance = guest._idle[0]
+    calls: list[tuple[str, bytes]] = []
+
+    async def host_call(operation: str, payload: bytes) -> bytes:
+        calls.append((operation, payload))
+        return ('{"rows":[' + ORDER_ROW.format(len(calls)) + "]}").encode()
+
+    async def main() -> None:
+        for i in range(1, 3001):
+            response = await guest.invoke(b'{"op":"get","path":{"order_id":"%d"}}\n' % i, host_call, lambda *_: None)
+            assert response.status == 200, response.body
+            assert b'"order_id":%d,' % i in response.body and b"%d Suspension Road" % i in response.body
+
+    start_memory = instance.raw.memory_size()
+    asyncio.run(main())
+    assert guest._idle == [instance]  # the same instance served every request
+    assert instance.raw.memory_size() == start_memory
+    assert len(calls) == 3000 and all(op == "query" and b'"json_rows":true' in p for op, p in calls)
+
+
+def test_a_result_larger_than_the_inbox_is_fetched_by_the_guest(engine_name: str) -> None:
+    guest = real_guest(engine_name)
+    rows = ",".join(ORDER_ROW.format(i) for i in range(1, 3001))
+    result = ('{"rows":[' + rows + "]}").encode()
+    assert len(result) > guest._idle[0].inbox_capacity
+
+    async def host_call(operation: str, payload: bytes) -> bytes:
+        return result
+
+    async def main() -> None:
+        for _ in range(3):
+            response = await guest.invoke(b'{"op":"orders"}\n', host_call, lambda *_: None)
+            assert response.status == 200
+            orders = json.loads(response.body)
+            assert [o["order_id"] for o in orders] == list(range(1, 3001))
+            assert orders[-1]["shipping_address"] == "3000 Suspension Road"
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "handle_body, message",
+    [
+        ("(call $submit_begin) (call $submit_commit) (i64.const 0)", "without suspending after its previous database call"),
+        ("(call $db_result (i32.const 65536) (i32.const 10)) (i64.const 0)", "db_result with no result waiting"),
+    ],
+    ids=["two calls without suspending", "db_result with nothing waiting"],
+)
+def test_a_guest_that_breaks_the_suspension_protocol_is_a_fault(
+    engine_name: str, guest_db: Db, tmp_path: Path, handle_body: str, message: str
+) -> None:
+    guest = load(engine_name, build(wat_guest(handle_body), tmp_path))
+    with pytest.raises(GuestFault, match=message):
+        run(guest_db, lambda database: invoke(guest, database))

@@ -19,7 +19,6 @@ from service._hostfuncs import HostSession
 from .conftest import Db
 
 T = TypeVar("T")
-ASYNC_IMPORTS = "host.db_query,host.db_execute,host.db_begin,host.db_commit,host.db_rollback"
 OK_RESPONSE = '{"status":200,"content_type":"application/json"}\n{"status":true}'
 INSERT = json.dumps(
     {
@@ -27,6 +26,9 @@ INSERT = json.dumps(
         "params": [42, "from a hostile guest"],
     }
 )
+UNWIND_DATA = 16384  # asyncify's (current, end) header, then 4 KiB for the saved stack
+INBOX = 20480
+INBOX_BYTES = 8192
 
 
 def wat_string(text: str) -> str:
@@ -34,23 +36,36 @@ def wat_string(text: str) -> str:
     return '"' + "".join(f"\\{b:02x}" for b in text.encode()) + '"'
 
 
-def wat_guest(handle_body: str, *, abi: int = 1, extra: str = "", data: str = OK_RESPONSE) -> str:
-    """A minimal guest: bump allocator, a response at 1024, a statement at 4096."""
+def wat_guest(handle_body: str, *, abi: int = 2, extra: str = "", data: str = OK_RESPONSE) -> str:
+    """A minimal guest of ABI version 2 (guest/ABI.md): bump allocator, a response at 1024, a
+    statement at 4096. `handle_body` is the body of `$serve (param $ptr i32) (param $len i32)
+    (result i64)`; it makes database calls with `$db_query` / `$db_execute` (ptr, len) and
+    `$db_begin` / `$db_commit` / `$db_rollback`, which suspend and return the host's result
+    packed as `ptr << 32 | len`, as the v1 imports did."""
     return f"""
 (module
-  (import "host" "db_query" (func $db_query (param i32 i32) (result i64)))
-  (import "host" "db_execute" (func $db_execute (param i32 i32) (result i64)))
-  (import "host" "db_begin" (func $db_begin (result i64)))
-  (import "host" "db_commit" (func $db_commit (result i64)))
-  (import "host" "db_rollback" (func $db_rollback (result i64)))
+  (import "host" "db_query" (func $submit_query (param i32 i32)))
+  (import "host" "db_execute" (func $submit_execute (param i32 i32)))
+  (import "host" "db_begin" (func $submit_begin))
+  (import "host" "db_commit" (func $submit_commit))
+  (import "host" "db_rollback" (func $submit_rollback))
+  (import "host" "db_result" (func $db_result (param i32 i32)))
   (import "host" "log" (func $log (param i32 i32 i32)))
+  (import "asyncify" "start_unwind" (func $start_unwind (param i32)))
+  (import "asyncify" "stop_unwind" (func $stop_unwind))
+  (import "asyncify" "start_rewind" (func $start_rewind (param i32)))
+  (import "asyncify" "stop_rewind" (func $stop_rewind))
   {extra}
   (memory (export "memory") 4)
   (global $heap (mut i32) (i32.const 65536))
+  (global $resuming (mut i32) (i32.const 0))
+  (global $result_len (mut i32) (i32.const 0))
+  (global $request_ptr (mut i32) (i32.const 0))
+  (global $request_len (mut i32) (i32.const 0))
   (data (i32.const 1024) {wat_string(data)})
   (data (i32.const 4096) {wat_string(INSERT)})
   (func (export "abi_version") (result i32) (i32.const {abi}))
-  (func (export "alloc") (param $n i32) (result i32) (local $p i32)
+  (func $alloc (export "alloc") (param $n i32) (result i32) (local $p i32)
     (local.set $p (global.get $heap))
     (global.set $heap (i32.add (global.get $heap) (local.get $n)))
     (block $enough
@@ -58,7 +73,46 @@ def wat_guest(handle_body: str, *, abi: int = 1, extra: str = "", data: str = OK
       (drop (memory.grow (i32.add (i32.shr_u (local.get $n) (i32.const 16)) (i32.const 1)))))
     (local.get $p))
   (func (export "dealloc") (param i32 i32))
-  (func (export "handle") (param $ptr i32) (param $len i32) (result i64)
+  (func (export "inbox") (result i64)
+    (i64.const {(INBOX << 32) | INBOX_BYTES}))
+  (func $handle (export "handle") (param $ptr i32) (param $len i32) (result i64)
+    (global.set $request_ptr (local.get $ptr))
+    (global.set $request_len (local.get $len))
+    (call $serve (local.get $ptr) (local.get $len)))
+  (func $resume (export "resume") (param $n i32) (result i64)
+    (call $stop_unwind)
+    (global.set $result_len (local.get $n))
+    (global.set $resuming (i32.const 1))
+    (call $start_rewind (i32.const {UNWIND_DATA}))
+    (call $serve (global.get $request_ptr) (global.get $request_len)))
+  ;; Entered twice per call: to submit and unwind, then, rewinding, to return the result.
+  (func $suspend (param $call i32) (param $ptr i32) (param $len i32) (result i64) (local $p i32)
+    (if (global.get $resuming)
+      (then
+        (global.set $resuming (i32.const 0))
+        (call $stop_rewind)
+        (if (i32.le_u (global.get $result_len) (i32.const {INBOX_BYTES}))
+          (then (return (i64.or (i64.const {INBOX << 32}) (i64.extend_i32_u (global.get $result_len))))))
+        (local.set $p (call $alloc (global.get $result_len)))
+        (call $db_result (local.get $p) (global.get $result_len))
+        (return (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32)) (i64.extend_i32_u (global.get $result_len))))))
+    (block $submitted
+      (if (i32.eq (local.get $call) (i32.const 0)) (then (call $submit_query (local.get $ptr) (local.get $len)) (br $submitted)))
+      (if (i32.eq (local.get $call) (i32.const 1)) (then
+        (call $submit_execute (local.get $ptr) (local.get $len)) (br $submitted)))
+      (if (i32.eq (local.get $call) (i32.const 2)) (then (call $submit_begin) (br $submitted)))
+      (if (i32.eq (local.get $call) (i32.const 3)) (then (call $submit_commit) (br $submitted)))
+      (call $submit_rollback))
+    (i32.store (i32.const {UNWIND_DATA}) (i32.const {UNWIND_DATA + 8}))
+    (i32.store (i32.const {UNWIND_DATA + 4}) (i32.const {INBOX}))
+    (call $start_unwind (i32.const {UNWIND_DATA}))
+    (i64.const 0))
+  (func $db_query (param i32 i32) (result i64) (call $suspend (i32.const 0) (local.get 0) (local.get 1)))
+  (func $db_execute (param i32 i32) (result i64) (call $suspend (i32.const 1) (local.get 0) (local.get 1)))
+  (func $db_begin (result i64) (call $suspend (i32.const 2) (i32.const 0) (i32.const 0)))
+  (func $db_commit (result i64) (call $suspend (i32.const 3) (i32.const 0) (i32.const 0)))
+  (func $db_rollback (result i64) (call $suspend (i32.const 4) (i32.const 0) (i32.const 0)))
+  (func $serve (param $ptr i32) (param $len i32) (result i64)
     {handle_body})
 )"""
 
@@ -68,14 +122,20 @@ INSERT_LEN = len(INSERT)
 
 
 def build(wat: str, tmp_path: Path, *, asyncify: bool = True) -> bytes:
+    """The module, post-processed as guest/build.sh does the real guest."""
     raw = tmp_path / "guest.wasm"
     raw.write_bytes(wasmtime.wat2wasm(wat))
     if not asyncify:
         return raw.read_bytes()
     out = tmp_path / "guest.async.wasm"
-    subprocess.run(
-        ["wasm-opt", "--asyncify", f"--pass-arg=asyncify-imports@{ASYNC_IMPORTS}", str(raw), "-o", str(out)], check=True
+    done = subprocess.run(
+        ["wasm-opt", "--asyncify", "--pass-arg=asyncify-imports@", "--pass-arg=asyncify-removelist@handle,resume"]
+        + [str(raw), "-o", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
     )
+    assert "non-existing function" not in done.stderr, done.stderr  # that would break suspension
     return out.read_bytes()
 
 

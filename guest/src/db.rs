@@ -26,6 +26,9 @@ pub struct Executed {
 
 pub trait Db {
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, DbError>;
+    /// A query whose one column is a JSON array per row (`SELECT JSON_ARRAY(...)`): the host
+    /// passes MariaDB's JSON through untouched, and the rows come back as if each were columns.
+    fn query_json(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, DbError>;
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<Executed, DbError>;
     fn begin(&mut self) -> Result<(), DbError>;
     fn commit(&mut self) -> Result<(), DbError>;
@@ -43,12 +46,15 @@ pub enum LogLevel {
 }
 
 /// Encodes one statement for `db_query` / `db_execute`.
-pub fn encode_statement(sql: &str, params: &[Value]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(sql.len() + 16 * params.len() + 24);
+pub fn encode_statement(sql: &str, params: &[Value], json_rows: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(sql.len() + 16 * params.len() + 40);
     out.extend_from_slice(b"{\"sql\":");
     serde_json::to_writer(&mut out, sql).expect("writing to a Vec cannot fail");
     out.extend_from_slice(b",\"params\":");
     serde_json::to_writer(&mut out, params).expect("writing to a Vec cannot fail");
+    if json_rows {
+        out.extend_from_slice(b",\"json_rows\":true");
+    }
     out.push(b'}');
     out
 }
@@ -101,8 +107,10 @@ mod tests {
 
     #[test]
     fn statements_are_one_json_object() {
-        let bytes = encode_statement("SELECT %s", &[json!(1), json!("a\"b")]);
+        let bytes = encode_statement("SELECT %s", &[json!(1), json!("a\"b")], false);
         assert_eq!(std::str::from_utf8(&bytes).unwrap(), r#"{"sql":"SELECT %s","params":[1,"a\"b"]}"#);
+        let bytes = encode_statement("SELECT JSON_ARRAY(a) FROM t", &[], true);
+        assert_eq!(std::str::from_utf8(&bytes).unwrap(), r#"{"sql":"SELECT JSON_ARRAY(a) FROM t","params":[],"json_rows":true}"#);
     }
 
     #[test]

@@ -12,24 +12,50 @@ pub mod rest;
 pub mod store;
 
 /// The ABI this guest speaks; the host refuses any other (ABI.md, "Versioning").
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "exports"))]
 mod exports {
     use crate::db::{self, Db, DbError, Executed, LogLevel};
     use serde_json::Value;
 
     #[link(wasm_import_module = "host")]
     extern "C" {
-        fn db_query(ptr: *const u8, len: u32) -> u64;
-        fn db_execute(ptr: *const u8, len: u32) -> u64;
-        fn db_begin() -> u64;
-        fn db_commit() -> u64;
-        fn db_rollback() -> u64;
+        // Each hands the host one database call and returns at once; the guest then suspends.
+        fn db_query(ptr: *const u8, len: u32);
+        fn db_execute(ptr: *const u8, len: u32);
+        fn db_begin();
+        fn db_commit();
+        fn db_rollback();
+        /// Copies the result of the last call to `ptr` when it did not fit in the inbox.
+        fn db_result(ptr: *mut u8, len: u32);
         fn log(level: u32, ptr: *const u8, len: u32);
     }
 
-    /// The response of the last `handle`, kept alive until the next one so the host can read it.
+    // binaryen's asyncify turns these imports into its own functions (ABI.md, "Suspension").
+    #[link(wasm_import_module = "asyncify")]
+    extern "C" {
+        #[link_name = "start_unwind"]
+        fn asyncify_start_unwind(data: *mut u32);
+        #[link_name = "stop_unwind"]
+        fn asyncify_stop_unwind();
+        #[link_name = "start_rewind"]
+        fn asyncify_start_rewind(data: *mut u32);
+        #[link_name = "stop_rewind"]
+        fn asyncify_stop_rewind();
+    }
+
+    /// Where asyncify saves the suspended stack: (current, end) and then the space between them.
+    const UNWIND_WORDS: usize = 16 * 1024;
+    static mut UNWIND: [u32; UNWIND_WORDS] = [0; UNWIND_WORDS];
+    /// Where the host writes a database result that fits, so that resuming needs no allocation.
+    const INBOX_BYTES: usize = 64 * 1024;
+    static mut INBOX: [u8; INBOX_BYTES] = [0; INBOX_BYTES];
+
+    static mut REQUEST: (usize, usize) = (0, 0);
+    static mut RESUMING: bool = false;
+    static mut RESULT_LEN: usize = 0;
+    /// The response of the last request, kept alive until the next one so the host can read it.
     static mut LAST_RESPONSE: Vec<u8> = Vec::new();
 
     #[no_mangle]
@@ -52,52 +78,117 @@ mod exports {
         drop(Vec::from_raw_parts(ptr, 0, len as usize));
     }
 
+    /// The inbox, packed as `ptr << 32 | capacity`.
+    #[no_mangle]
+    pub extern "C" fn inbox() -> u64 {
+        (unsafe { INBOX.as_ptr() } as u64) << 32 | INBOX_BYTES as u64
+    }
+
+    // `handle` and `resume` are left out of asyncify's instrumentation (build.sh): `serve`
+    // unwinds through them and they only pass on what it returns. They keep no frame on the
+    // shadow stack, so the stack pointer `serve` restores when it finally returns is right.
+
+    /// Starts one request; returns the response packed as `ptr << 32 | len`, or, when the guest
+    /// suspended at a database call, a value the host ignores.
+    ///
     /// # Safety
     /// `ptr..ptr+len` must be guest memory the host wrote the request into.
     #[no_mangle]
     pub unsafe extern "C" fn handle(ptr: *const u8, len: u32) -> u64 {
+        REQUEST = (ptr as usize, len as usize);
+        serve()
+    }
+
+    /// Resumes the suspended request with the result of its database call: `len` bytes, in the
+    /// inbox when they fit, else to be fetched with `db_result`. Returns as `handle` does.
+    ///
+    /// # Safety
+    /// Only after a `handle` or `resume` that suspended.
+    #[no_mangle]
+    pub unsafe extern "C" fn resume(len: u32) -> u64 {
+        asyncify_stop_unwind();
+        RESULT_LEN = len as usize;
+        RESUMING = true;
+        asyncify_start_rewind(UNWIND.as_mut_ptr());
+        serve()
+    }
+
+    #[inline(never)]
+    unsafe fn serve() -> u64 {
         LAST_RESPONSE = Vec::new();
-        let input = std::slice::from_raw_parts(ptr, len as usize);
+        let (ptr, len) = REQUEST;
+        let input = std::slice::from_raw_parts(ptr as *const u8, len);
         let response = crate::api::handle(input, &mut HostDb).encode();
         let packed = ((response.as_ptr() as u64) << 32) | response.len() as u64;
         LAST_RESPONSE = response;
         packed
     }
 
-    /// Takes ownership of a result the host wrote into memory it got from `alloc`.
-    unsafe fn take(packed: u64) -> Vec<u8> {
-        let (ptr, len) = ((packed >> 32) as usize as *mut u8, (packed & 0xffff_ffff) as usize);
-        if ptr.is_null() || len == 0 {
-            return Vec::new();
+    #[derive(Clone, Copy)]
+    enum Call {
+        Query,
+        Execute,
+        Begin,
+        Commit,
+        Rollback,
+    }
+
+    /// Hands the host one database call and suspends until `resume`; returns the call's result.
+    /// Entered twice: first to submit and unwind, then again, while rewinding, to take the result.
+    #[inline(never)]
+    unsafe fn suspend(call: Call, statement: &[u8]) -> Vec<u8> {
+        if RESUMING {
+            RESUMING = false;
+            asyncify_stop_rewind();
+            let len = RESULT_LEN;
+            if len <= INBOX_BYTES {
+                return INBOX[..len].to_vec();
+            }
+            let mut result = vec![0u8; len];
+            db_result(result.as_mut_ptr(), len as u32);
+            return result;
         }
-        Vec::from_raw_parts(ptr, len, len)
+        match call {
+            Call::Query => db_query(statement.as_ptr(), statement.len() as u32),
+            Call::Execute => db_execute(statement.as_ptr(), statement.len() as u32),
+            Call::Begin => db_begin(),
+            Call::Commit => db_commit(),
+            Call::Rollback => db_rollback(),
+        }
+        UNWIND[0] = UNWIND.as_ptr().add(2) as u32;
+        UNWIND[1] = UNWIND.as_ptr().add(UNWIND_WORDS) as u32;
+        asyncify_start_unwind(UNWIND.as_mut_ptr());
+        Vec::new()
     }
 
     struct HostDb;
 
     impl Db for HostDb {
         fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, DbError> {
-            let statement = db::encode_statement(sql, params);
-            let result = unsafe { take(db_query(statement.as_ptr(), statement.len() as u32)) };
-            db::decode_rows(&result)
+            let statement = db::encode_statement(sql, params, false);
+            db::decode_rows(&unsafe { suspend(Call::Query, &statement) })
+        }
+
+        fn query_json(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, DbError> {
+            let statement = db::encode_statement(sql, params, true);
+            db::decode_rows(&unsafe { suspend(Call::Query, &statement) })
         }
 
         fn execute(&mut self, sql: &str, params: &[Value]) -> Result<Executed, DbError> {
-            let statement = db::encode_statement(sql, params);
-            let result = unsafe { take(db_execute(statement.as_ptr(), statement.len() as u32)) };
-            db::decode_executed(&result)
+            let statement = db::encode_statement(sql, params, false);
+            db::decode_executed(&unsafe { suspend(Call::Execute, &statement) })
         }
 
         fn begin(&mut self) -> Result<(), DbError> {
-            db::decode_ok(&unsafe { take(db_begin()) })
+            db::decode_ok(&unsafe { suspend(Call::Begin, &[]) })
         }
 
         fn commit(&mut self) -> Result<(), DbError> {
-            db::decode_ok(&unsafe { take(db_commit()) })
+            db::decode_ok(&unsafe { suspend(Call::Commit, &[]) })
         }
 
         fn rollback(&mut self) -> Result<(), DbError> {
-            db::decode_ok(&unsafe { take(db_rollback()) })
+            db::decode_ok(&unsafe { suspend(Call::Rollback, &[]) })
         }
 
         fn log(&mut self, level: LogLevel, message: &str) {

@@ -8,6 +8,9 @@ use crate::money;
 use crate::order::Order;
 
 const COLUMNS: &str = "order_id, product_id, quantity, amount, shipping, tax, shipping_address";
+/// An order read back as one JSON array per row, made by MariaDB: one column to describe and
+/// decode instead of seven, and no value the host has to touch.
+const ROW_JSON: &str = "JSON_ARRAY(order_id, product_id, quantity, amount, shipping, tax, shipping_address)";
 const ROW_PLACEHOLDERS: &str = "(%s, %s, %s, %s, %s, %s, %s)";
 
 fn params_of(order: &Order, out: &mut Vec<Value>) {
@@ -78,8 +81,8 @@ pub fn delete(db: &mut dyn Db, id: i64) -> Result<bool, ApiError> {
 /// One order, locked for the rest of the transaction when `for_update`.
 pub fn get(db: &mut dyn Db, id: i64, for_update: bool) -> Result<Option<Order>, ApiError> {
     let lock = if for_update { " FOR UPDATE" } else { "" };
-    let sql = format!("SELECT {} FROM orders WHERE order_id = %s{}", COLUMNS, lock);
-    let rows = db.query(&sql, &[Value::from(id)]).map_err(|e| failed(db, e, None))?;
+    let sql = format!("SELECT {} FROM orders WHERE order_id = %s{}", ROW_JSON, lock);
+    let rows = db.query_json(&sql, &[Value::from(id)]).map_err(|e| failed(db, e, None))?;
     match rows.first() {
         None => Ok(None),
         Some(row) => Ok(Some(read_row(db, row)?)),
@@ -88,13 +91,13 @@ pub fn get(db: &mut dyn Db, id: i64, for_update: bool) -> Result<Option<Order>, 
 
 /// Orders by id; all of them when `page` is None, else (limit, offset).
 pub fn list(db: &mut dyn Db, page: Option<(u64, u64)>) -> Result<Vec<Order>, ApiError> {
-    let mut sql = format!("SELECT {} FROM orders ORDER BY order_id", COLUMNS);
+    let mut sql = format!("SELECT {} FROM orders ORDER BY order_id", ROW_JSON);
     let mut params = Vec::new();
     if let Some((limit, offset)) = page {
         sql.push_str(" LIMIT %s OFFSET %s");
         params = vec![Value::from(limit), Value::from(offset)];
     }
-    let rows = db.query(&sql, &params).map_err(|e| failed(db, e, None))?;
+    let rows = db.query_json(&sql, &params).map_err(|e| failed(db, e, None))?;
     rows.iter().map(|row| read_row(db, row)).collect()
 }
 

@@ -31,6 +31,12 @@ impl Db for FakeDb {
         Ok(rows.as_array().unwrap().iter().map(|r| r.as_array().unwrap().clone()).collect())
     }
 
+    fn query_json(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, DbError> {
+        self.calls.push(format!("query_json {} {}", sql, Value::from(params.to_vec())));
+        let rows = self.next()?;
+        Ok(rows.as_array().unwrap().iter().map(|r| r.as_array().unwrap().clone()).collect())
+    }
+
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<Executed, DbError> {
         self.calls.push(format!("execute {} {}", sql, Value::from(params.to_vec())));
         let n = self.next()?;
