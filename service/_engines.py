@@ -148,7 +148,8 @@ _NO_DEADLINE_TICKS = 1 << 40
 
 
 class _WasmtimeInstance(Instance):
-    def __init__(self, wasmtime: Any, store: Any, instance: Any) -> None:
+    def __init__(self, wasmtime: Any, store: Any, instance: Any, keep: list[Any]) -> None:
+        self._keep = keep  # C callbacks of the host functions: they must live as long as the store
         self._wasmtime = wasmtime
         self._store = store
         self._interrupt = wasmtime.TrapCode.INTERRUPT
@@ -235,6 +236,43 @@ def _unchecked_export(wasmtime: Any, store: Any, func: Any, name: str, interrupt
     return call
 
 
+def _unchecked_import(wasmtime: Any, store: Any, ty: Any, fn: HostFunction) -> tuple[Any, Any] | None:
+    """A host function through wasmtime's unchecked C callback, which skips wasmtime-py's
+    per-call Caller object and value conversion: (the Func, the C callback to keep alive). Built
+    on wasmtime-py internals: None, for the checked path, where they are not as expected."""
+    try:
+        ffi = wasmtime._ffi
+        from wasmtime import _func
+
+        new_unchecked = ffi.wasmtime_func_new_unchecked
+        callback_type = ffi.wasmtime_func_unchecked_callback_t
+        func_type = ffi.wasmtime_func_t
+        from_raw = wasmtime.Func._from_raw
+    except (AttributeError, ImportError):
+        return None
+    fields = fn.params
+    result = fn.results[0] if fn.results else None
+    func = fn.func
+    trap_class = wasmtime.Trap
+
+    def callback(env: Any, caller: Any, values: Any, count: int) -> int:
+        try:
+            value = func(*[getattr(values[i], field) for i, field in enumerate(fields)])
+            if result is not None:
+                setattr(values[0], result, value)
+            return 0
+        except BaseException as e:
+            # As wasmtime-py's own trampoline does: the caller of the export re-raises it.
+            _func.LAST_EXCEPTION = e
+            return ctypes.cast(trap_class("python exception")._consume(), ctypes.c_void_p).value or 0
+
+    c_callback = callback_type(callback)
+    raw = func_type()
+    no_finalizer = ctypes.cast(None, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
+    new_unchecked(store._context(), ty.ptr(), c_callback, None, no_finalizer, ctypes.byref(raw))
+    return from_raw(raw), c_callback
+
+
 class _WasmtimeModule(CompiledModule):
     def __init__(self, wasmtime: Any, engine: Any, module: Any) -> None:
         self._wasmtime = wasmtime
@@ -258,17 +296,23 @@ class _WasmtimeModule(CompiledModule):
         store.set_epoch_deadline(_NO_DEADLINE_TICKS)
         types = {"i32": wt.ValType.i32(), "i64": wt.ValType.i64()}
         externs = []
+        keep = []
         for module, name in self.imports:
             if module != "host" or name not in host:
                 raise GuestLoadError(f"the guest imports {module}.{name}, which the host does not provide")
             fn = host[name]
             ty = wt.FuncType([types[t] for t in fn.params], [types[t] for t in fn.results])
-            externs.append(wt.Func(store, ty, fn.func))
+            unchecked = _unchecked_import(wt, store, ty, fn)
+            if unchecked is None:
+                externs.append(wt.Func(store, ty, fn.func))
+            else:
+                externs.append(unchecked[0])
+                keep.append(unchecked[1])
         try:
             instance = wt.Instance(store, self._module, externs)
         except (wt.Trap, wt.WasmtimeError) as e:
             raise GuestLoadError(f"the guest could not be instantiated: {_first_line(e)}") from None
-        return _WasmtimeInstance(wt, store, instance)
+        return _WasmtimeInstance(wt, store, instance, keep)
 
 
 class WasmtimeEngine(Engine):
