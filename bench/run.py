@@ -231,6 +231,40 @@ def _deserialize_ms(engine_name: str, wasm: bytes) -> float:
     return statistics.median(timings) * 1000
 
 
+def compute(engines: list[str], tmp: Path, orders: int = 10_000) -> dict[str, Any]:
+    """The guest's computation alone (guest/examples/compute.rs: parse, validate and encode
+    `orders` orders), built natively and to Wasm by the same compiler, each timed in one call;
+    Wasm runs through the service's own engine adapters, configured as the service runs them."""
+    import ctypes
+
+    subprocess.run([str(ROOT / "guest" / "build.sh"), "compute", str(tmp / "compute")], check=True)
+    native = ctypes.CDLL(str(tmp / "compute" / "compute.so"))
+    native.prepare.argtypes = [ctypes.c_uint32]
+    native.compute.restype = ctypes.c_uint64
+    native.prepare(orders)
+    runs: dict[str, Any] = {"native": native.compute}
+    wasm = (tmp / "compute" / "compute.wasm").read_bytes()
+    for engine in engines:
+        instance = load_engine(engine).compile(wasm).instantiate({})
+        instance.export("prepare")(orders)
+        runs[engine] = instance.export("compute")
+    out: dict[str, Any] = {"orders": orders}
+    checksums = set()
+    for name, run in runs.items():
+        checksums.add(int(run()) & 0xFFFFFFFFFFFFFFFF)  # warm up, and the same work everywhere
+        timings = []
+        for _ in range(7):
+            started = time.perf_counter()
+            run()
+            timings.append(time.perf_counter() - started)
+        out[f"{name}_ms"] = statistics.median(timings) * 1000
+    if len(checksums) != 1 or 0 in checksums:
+        raise RuntimeError(f"the builds did not compute the same result: {checksums}")
+    for engine in engines:
+        out[f"{engine}_to_native"] = out[f"{engine}_ms"] / out["native_ms"]
+    return out
+
+
 def chart(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -286,6 +320,7 @@ def main() -> int:
         "throughput": throughput,
         "database_ceiling_statements_per_s": ceiling,
         "micro": {engine: micro(engine) for engine in engines},
+        "compute_wasm_vs_native": compute(engines, tmp),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -309,6 +344,11 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"\n{engine}: " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()))
     for name, numbers in results["throughput"].items():
         print(f"{name}: start to first answer {numbers['start_to_first_answer_s']:.2f} s")
+    c = results["compute_wasm_vs_native"]
+    print(f"\nvalidating and encoding {c['orders']} orders: native {c['native_ms']:.1f} ms", end="")
+    for engine in results["micro"]:
+        print(f", {engine} {c[f'{engine}_ms']:.1f} ms ({c[f'{engine}_to_native']:.2f}x native)", end="")
+    print()
 
 
 if __name__ == "__main__":

@@ -263,12 +263,12 @@ def _unchecked_import(wasmtime: Any, store: Any, ty: Any, fn: HostFunction) -> t
             return 0
         except BaseException as e:
             # As wasmtime-py's own trampoline does: the caller of the export re-raises it.
-            _func.LAST_EXCEPTION = e
+            _func.LAST_EXCEPTION = e  # type: ignore[assignment]  # wasmtime-py stores BaseException too
             return ctypes.cast(trap_class("python exception")._consume(), ctypes.c_void_p).value or 0
 
     c_callback = callback_type(callback)
     raw = func_type()
-    no_finalizer = ctypes.cast(None, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
+    no_finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()  # a NULL function pointer
     new_unchecked(store._context(), ty.ptr(), c_callback, None, no_finalizer, ctypes.byref(raw))
     return from_raw(raw), c_callback
 
