@@ -157,7 +157,7 @@ impl<'a> Request<'a> {
 }
 
 /// Runs one request to completion; never panics on any input.
-pub fn handle(input: &[u8], db: &mut dyn Db) -> Response {
+pub fn handle(input: &[u8], db: &mut impl Db) -> Response {
     let request = match Request::decode(input) {
         Ok(request) => request,
         Err(e) => return e.legacy(),

@@ -11,21 +11,21 @@ fn ok() -> Answer {
     Ok(b"{\"status\":true}".to_vec())
 }
 
-pub fn init(request: &Request, db: &mut dyn Db) -> Answer {
+pub fn init(request: &Request, db: &mut impl Db) -> Answer {
     if request.allow_reset {
         store::reset(db)?;
     }
     ok()
 }
 
-pub fn create_order(request: &Request, db: &mut dyn Db) -> Answer {
+pub fn create_order(request: &Request, db: &mut impl Db) -> Answer {
     let body = parse_json(request.body)?;
     let order = order::parse_order(&body, "", IdRule::Optional).map_err(ApiError::invalid)?;
     store::insert(db, &order)?;
     ok()
 }
 
-pub fn create_orders(request: &Request, db: &mut dyn Db) -> Answer {
+pub fn create_orders(request: &Request, db: &mut impl Db) -> Answer {
     let body = parse_json(request.body)?;
     let items = body.as_array().ok_or_else(|| {
         let message = format!("must be a JSON array of orders, not {}", order::kind_of(&body));
@@ -68,13 +68,13 @@ fn repeated_ids(orders: &[Order]) -> Vec<FieldError> {
     errors
 }
 
-pub fn orders(db: &mut dyn Db) -> Answer {
+pub fn orders(db: &mut impl Db) -> Answer {
     let mut out = String::new();
     Order::write_json_array(&store::list(db, None)?, &mut out);
     Ok(out.into_bytes())
 }
 
-pub fn update_order(request: &Request, db: &mut dyn Db) -> Answer {
+pub fn update_order(request: &Request, db: &mut impl Db) -> Answer {
     let body = parse_json(request.body)?;
     let order = order::parse_order(&body, "", IdRule::Required).map_err(ApiError::invalid)?;
     if !store::update(db, &order)? {
@@ -83,7 +83,7 @@ pub fn update_order(request: &Request, db: &mut dyn Db) -> Answer {
     ok()
 }
 
-pub fn delete_order(request: &Request, db: &mut dyn Db) -> Answer {
+pub fn delete_order(request: &Request, db: &mut impl Db) -> Answer {
     let raw = match request.query.get("id").and_then(|v| v.as_str()) {
         Some(s) => s,
         None => return Err(ApiError::field(400, "invalid_parameter", "id", "is required (/delete_order?id=N)")),

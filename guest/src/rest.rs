@@ -44,7 +44,7 @@ fn query_number(request: &Request, name: &str, default: u64, range: (u64, u64)) 
     }
 }
 
-pub fn list(request: &Request, db: &mut dyn Db) -> Answer {
+pub fn list(request: &Request, db: &mut impl Db) -> Answer {
     let limit = query_number(request, "limit", DEFAULT_LIMIT, (1, MAX_LIMIT));
     let offset = query_number(request, "offset", 0, (0, MAX_OFFSET));
     let (limit, offset) = match (limit, offset) {
@@ -65,7 +65,7 @@ pub fn list(request: &Request, db: &mut dyn Db) -> Answer {
     Ok(Response::json(200, out.into_bytes()))
 }
 
-pub fn create(request: &Request, db: &mut dyn Db) -> Answer {
+pub fn create(request: &Request, db: &mut impl Db) -> Answer {
     require_json(request)?;
     let body = parse_json(request.body)?;
     let mut order = order::parse_order(&body, "", IdRule::Optional).map_err(ApiError::invalid)?;
@@ -75,7 +75,7 @@ pub fn create(request: &Request, db: &mut dyn Db) -> Answer {
     Ok(response)
 }
 
-pub fn get(request: &Request, db: &mut dyn Db) -> Answer {
+pub fn get(request: &Request, db: &mut impl Db) -> Answer {
     let id = path_id(request)?;
     match store::get(db, id, false)? {
         Some(order) => Ok(order_response(200, &order)),
@@ -92,7 +92,7 @@ fn check_body_id(body: &Value, id: i64) -> Result<(), ApiError> {
     }
 }
 
-pub fn replace(request: &Request, db: &mut dyn Db) -> Answer {
+pub fn replace(request: &Request, db: &mut impl Db) -> Answer {
     require_json(request)?;
     let id = path_id(request)?;
     let body = parse_json(request.body)?;
@@ -105,7 +105,7 @@ pub fn replace(request: &Request, db: &mut dyn Db) -> Answer {
     Ok(order_response(200, &order))
 }
 
-pub fn patch(request: &Request, db: &mut dyn Db) -> Answer {
+pub fn patch(request: &Request, db: &mut impl Db) -> Answer {
     require_json(request)?;
     let id = path_id(request)?;
     let body = parse_json(request.body)?;
@@ -135,7 +135,7 @@ pub fn patch(request: &Request, db: &mut dyn Db) -> Answer {
     }
 }
 
-fn patch_locked(db: &mut dyn Db, id: i64, changes: &serde_json::Map<String, Value>) -> Result<Order, ApiError> {
+fn patch_locked(db: &mut impl Db, id: i64, changes: &serde_json::Map<String, Value>) -> Result<Order, ApiError> {
     let current = store::get(db, id, true)?.ok_or_else(|| ApiError::no_such_order("order_id", id))?;
     let mut merged: Value = serde_json::from_str(&current.to_json()).expect("an order's JSON parses");
     for (key, value) in changes {
@@ -148,7 +148,7 @@ fn patch_locked(db: &mut dyn Db, id: i64, changes: &serde_json::Map<String, Valu
     Ok(order)
 }
 
-pub fn delete(request: &Request, db: &mut dyn Db) -> Answer {
+pub fn delete(request: &Request, db: &mut impl Db) -> Answer {
     let id = path_id(request)?;
     if !store::delete(db, id)? {
         return Err(ApiError::no_such_order("order_id", id));

@@ -24,7 +24,7 @@ fn params_of(order: &Order, out: &mut Vec<Value>) {
 }
 
 /// Inserts one order; returns its id (the database's choice when it had none).
-pub fn insert(db: &mut dyn Db, order: &Order) -> Result<i64, ApiError> {
+pub fn insert(db: &mut impl Db, order: &Order) -> Result<i64, ApiError> {
     let mut params = Vec::with_capacity(7);
     params_of(order, &mut params);
     let sql = format!("INSERT INTO orders ({}) VALUES {}", COLUMNS, ROW_PLACEHOLDERS);
@@ -33,7 +33,7 @@ pub fn insert(db: &mut dyn Db, order: &Order) -> Result<i64, ApiError> {
 }
 
 /// Inserts every order in one transaction, or none of them.
-pub fn insert_all(db: &mut dyn Db, orders: &[Order]) -> Result<(), ApiError> {
+pub fn insert_all(db: &mut impl Db, orders: &[Order]) -> Result<(), ApiError> {
     if orders.is_empty() {
         return Ok(());
     }
@@ -62,7 +62,7 @@ fn duplicate_in_batch(error: &DbError, orders: &[Order]) -> Option<String> {
 }
 
 /// Replaces the order with `order.order_id`; false when there is none.
-pub fn update(db: &mut dyn Db, order: &Order) -> Result<bool, ApiError> {
+pub fn update(db: &mut impl Db, order: &Order) -> Result<bool, ApiError> {
     let mut params = Vec::with_capacity(7);
     params_of(order, &mut params);
     params.rotate_left(1); // the id goes last, in the WHERE clause
@@ -73,13 +73,13 @@ pub fn update(db: &mut dyn Db, order: &Order) -> Result<bool, ApiError> {
 }
 
 /// Deletes one order; false when there is none.
-pub fn delete(db: &mut dyn Db, id: i64) -> Result<bool, ApiError> {
+pub fn delete(db: &mut impl Db, id: i64) -> Result<bool, ApiError> {
     let done = db.execute("DELETE FROM orders WHERE order_id = %s", &[Value::from(id)]).map_err(|e| failed(db, e, None))?;
     Ok(done.rows_affected > 0)
 }
 
 /// One order, locked for the rest of the transaction when `for_update`.
-pub fn get(db: &mut dyn Db, id: i64, for_update: bool) -> Result<Option<Order>, ApiError> {
+pub fn get(db: &mut impl Db, id: i64, for_update: bool) -> Result<Option<Order>, ApiError> {
     let lock = if for_update { " FOR UPDATE" } else { "" };
     let sql = format!("SELECT {} FROM orders WHERE order_id = %s{}", ROW_JSON, lock);
     let rows = db.query_json(&sql, &[Value::from(id)]).map_err(|e| failed(db, e, None))?;
@@ -90,7 +90,7 @@ pub fn get(db: &mut dyn Db, id: i64, for_update: bool) -> Result<Option<Order>, 
 }
 
 /// Orders by id; all of them when `page` is None, else (limit, offset).
-pub fn list(db: &mut dyn Db, page: Option<(u64, u64)>) -> Result<Vec<Order>, ApiError> {
+pub fn list(db: &mut impl Db, page: Option<(u64, u64)>) -> Result<Vec<Order>, ApiError> {
     let mut sql = format!("SELECT {} FROM orders ORDER BY order_id", ROW_JSON);
     let mut params = Vec::new();
     if let Some((limit, offset)) = page {
@@ -101,28 +101,28 @@ pub fn list(db: &mut dyn Db, page: Option<(u64, u64)>) -> Result<Vec<Order>, Api
     rows.iter().map(|row| read_row(db, row)).collect()
 }
 
-pub fn count(db: &mut dyn Db) -> Result<u64, ApiError> {
+pub fn count(db: &mut impl Db) -> Result<u64, ApiError> {
     let rows = db.query("SELECT COUNT(*) FROM orders", &[]).map_err(|e| failed(db, e, None))?;
     rows.first().and_then(|r| r.first()).and_then(Value::as_u64).ok_or_else(|| unreadable(db, "COUNT(*)"))
 }
 
-pub fn reset(db: &mut dyn Db) -> Result<(), ApiError> {
+pub fn reset(db: &mut impl Db) -> Result<(), ApiError> {
     db.execute("TRUNCATE TABLE orders", &[]).map_err(|e| failed(db, e, None))?;
     db.log(LogLevel::Info, "orders table emptied by /init (ORDERS_ALLOW_RESET is on)");
     Ok(())
 }
 
-fn read_row(db: &mut dyn Db, row: &[Value]) -> Result<Order, ApiError> {
+fn read_row(db: &mut impl Db, row: &[Value]) -> Result<Order, ApiError> {
     Order::from_row(row).ok_or_else(|| unreadable(db, &format!("{:?}", row)))
 }
 
-fn unreadable(db: &mut dyn Db, what: &str) -> ApiError {
+fn unreadable(db: &mut impl Db, what: &str) -> ApiError {
     db.log(LogLevel::Error, &format!("unexpected result from the database: {}", what));
     ApiError::new(500, "database_error", "the database returned a result the service cannot read")
 }
 
 /// Maps a failed statement to the client's answer; details of internal errors go to the log only.
-pub fn failed(db: &mut dyn Db, error: DbError, duplicate_field: Option<&str>) -> ApiError {
+pub fn failed(db: &mut impl Db, error: DbError, duplicate_field: Option<&str>) -> ApiError {
     match error.kind.as_str() {
         "duplicate" => ApiError::field(409, "duplicate_order_id", duplicate_field.unwrap_or("order_id"), "is already used by another order"),
         // Only ids the database assigns can overflow: every value the guest sends is range-checked.
