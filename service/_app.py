@@ -84,13 +84,14 @@ def guest_endpoint(operations: dict[str, str], preflight_status: int) -> Endpoin
         has_body = request.method in ("POST", "PUT", "PATCH")
         body = await read_body(request, settings.max_body_bytes) if has_body else b""
         scope = request.scope
-        header = {
-            "op": operation,
-            "query": dict(request.query_params) if scope["query_string"] else {},
-            "path": request.path_params,
-            "content_type": request.headers.get("content-type", ""),
-            "allow_reset": settings.allow_reset,
-        }
+        # The request's header line (guest/ABI.md), written directly: it is made for every request.
+        query = json.dumps(dict(request.query_params)) if scope["query_string"] else "{}"
+        path = json.dumps(request.path_params) if request.path_params else "{}"
+        content_type = json.dumps(request.headers.get("content-type", ""))
+        header = (
+            f'{{"op":"{operation}","query":{query},"path":{path},"content_type":{content_type},'
+            f'"allow_reset":{"true" if settings.allow_reset else "false"}}}\n'
+        )
         if operation == "init":
             try:
                 await runtime.database.ensure_schema()
@@ -105,7 +106,7 @@ def guest_endpoint(operations: dict[str, str], preflight_status: int) -> Endpoin
             request_id=request_id_var.get(),
             metrics=metrics,
         )
-        request_bytes = json.dumps(header, separators=(",", ":")).encode() + b"\n" + body
+        request_bytes = header.encode() + body
         try:
             answer = await runtime.guest.invoke(request_bytes, session.call, session.log)
         except LimitExceeded:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -40,6 +41,12 @@ LogSink = Callable[[int, str], None]
 
 # Headers a guest may set on its response (guest/ABI.md, "Request and response").
 GUEST_HEADERS = frozenset({"location"})
+# A response header line with no headers: `{"status":200,"content_type":"application/json"}`.
+_SIMPLE_HEAD = re.compile(rb'\{"status":(\d{3}),"content_type":"([ !#-\[\]-~]*)"\}')
+
+
+def _is_header_value(value: object) -> bool:
+    return isinstance(value, str) and value.isascii() and value.isprintable()
 
 
 class GuestResponse:
@@ -212,6 +219,11 @@ class GuestInstance:
             )
         raw = self.raw.read(ptr, length)
         head, _, body = raw.partition(b"\n")
+        simple = _SIMPLE_HEAD.fullmatch(head)
+        if simple is not None:  # the common case, without a JSON parser
+            status = int(simple[1])
+            if 200 <= status <= 599:
+                return GuestResponse(status, simple[2].decode(), [], body)
         try:
             meta = json.loads(head)
             status, content_type, extra = meta["status"], meta["content_type"], meta.get("headers", [])
@@ -221,8 +233,8 @@ class GuestInstance:
         if (
             type(status) is not int
             or not 200 <= status <= 599
-            or not isinstance(content_type, str)
-            or not all(name in GUEST_HEADERS and isinstance(value, str) and value.isprintable() for name, value in headers)
+            or not _is_header_value(content_type)
+            or not all(name in GUEST_HEADERS and _is_header_value(value) for name, value in headers)
         ):
             raise GuestFault(f"the guest's response header is not valid: {head[:200]!r}")
         return GuestResponse(status, content_type, headers, body)

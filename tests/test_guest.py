@@ -71,11 +71,45 @@ def test_malformed_responses_are_faults(engine_name: str, guest_db: Db, tmp_path
         run(guest_db, lambda database: invoke(guest, database))
 
 
-def test_a_bad_status_is_a_fault(engine_name: str, guest_db: Db, tmp_path: Path) -> None:
-    data = '{"status":99,"content_type":"text/plain"}\nhi'
+@pytest.mark.parametrize(
+    "head",
+    [
+        '{"status":99,"content_type":"text/plain"}',
+        '{"status":600,"content_type":"text/plain"}',
+        '{"status":"200","content_type":"text/plain"}',
+        '{"status":200,"content_type":"text/plain\\r\\nX-Injected: 1"}',
+        '{"status":200,"content_type":"caf\\u00e9"}',
+        '{"status":200,"content_type":"text/plain","headers":[["set-cookie","a=b"]]}',
+        '{"status":201,"content_type":"text/plain","headers":[["location","/x\\n"]]}',
+    ],
+    ids=["status 99", "status 600", "status as text", "header injection", "not ascii", "a header not allowed", "bad location"],
+)
+def test_a_bad_response_header_is_a_fault(engine_name: str, guest_db: Db, tmp_path: Path, head: str) -> None:
+    data = head + "\nhi"
     wasm = build(wat_guest(f"(i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const {len(data)}))", data=data), tmp_path)
     with pytest.raises(GuestFault, match="header is not valid"):
         run(guest_db, lambda database: invoke(load(engine_name, wasm), database))
+
+
+@pytest.mark.parametrize(
+    "head, expected",
+    [
+        ('{"status":204,"content_type":""}', (204, "", [])),
+        ('{"status":404,"content_type":"application/problem+json"}', (404, "application/problem+json", [])),
+        ('{"content_type":"text/plain","status":200}', (200, "text/plain", [])),
+        (
+            '{"status":201,"content_type":"text/plain","headers":[["Location","/api/orders/7"]]}',
+            (201, "text/plain", [("location", "/api/orders/7")]),
+        ),
+    ],
+)
+def test_response_headers_are_read_with_or_without_the_fast_path(
+    engine_name: str, guest_db: Db, tmp_path: Path, head: str, expected: tuple[object, ...]
+) -> None:
+    data = head + "\nhi"
+    wasm = build(wat_guest(f"(i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const {len(data)}))", data=data), tmp_path)
+    response = run(guest_db, lambda database: invoke(load(engine_name, wasm), database))
+    assert (response.status, response.content_type, response.headers, response.body) == (*expected, b"hi")
 
 
 def test_a_guest_that_answers_is_answered(engine_name: str, guest_db: Db, tmp_path: Path) -> None:
