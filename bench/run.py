@@ -95,28 +95,55 @@ def run_wrk(base: str, method: str, path: str, body: Any, seconds: int, connecti
     return parse_wrk(done.stdout)
 
 
-def measure_targets(url: Any, engines: list[str], seconds: int, connections: int, tmp: Path) -> dict[str, dict[str, Any]]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_targets(url: Any, engines: list[str], seconds: int, rounds: int, connections: int, tmp: Path) -> dict[str, Any]:
+    """Every target serves at once, each on its own port; each endpoint is measured on each
+    target in turn, `rounds` times, so that a noisy neighbour or a slow minute falls on all of
+    them alike. Throughput is over all rounds; p50 and p99 are the medians of the rounds'; CPU
+    is the server process's own time per request."""
     db_url = f"mysql://{url.user}@{url.host}:{url.port}/{url.database}"
     targets = {"python peer": [sys.executable, str(BENCH / "peer.py")]}
     for engine in engines:
         targets[f"service on {engine}"] = [sys.executable, "-m", "service"]
+    seed(url)
+    processes: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     results: dict[str, dict[str, Any]] = {}
-    for name, command in targets.items():
-        seed(url)
-        port = free_port()
-        env = {**os.environ, "DATABASE_URL": db_url, "LOG_LEVEL": "WARNING"}
-        if name.startswith("service on "):
-            env["WASM_ENGINE"] = name.removeprefix("service on ")
-        process = subprocess.Popen(
-            [*command, "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            start_seconds = wait_healthy(f"http://127.0.0.1:{port}", process)
-            results[name] = {"start_to_first_answer_s": start_seconds}
-            for endpoint, method, path, body in ENDPOINTS:
-                results[name][endpoint] = run_wrk(f"http://127.0.0.1:{port}", method, path, body, seconds, connections, tmp)
+    try:
+        for name, command in targets.items():
+            port = free_port()
+            env = {**os.environ, "DATABASE_URL": db_url, "LOG_LEVEL": "WARNING"}
+            if name.startswith("service on "):
+                env["WASM_ENGINE"] = name.removeprefix("service on ")
+            process = subprocess.Popen(
+                [*command, "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            processes[name] = (process, f"http://127.0.0.1:{port}")
+            results[name] = {"start_to_first_answer_s": wait_healthy(processes[name][1], process)}
+        for endpoint, method, path, body in ENDPOINTS:  # reads first, on the 100 seeded orders
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+            cpu = {name: 0.0 for name in targets}
+            for _ in range(rounds):
+                for name, (process, base) in processes.items():
+                    before = cpu_seconds(process.pid)
+                    runs[name].append(run_wrk(base, method, path, body, seconds, connections, tmp))
+                    cpu[name] += cpu_seconds(process.pid) - before
+            for name in targets:
+                requests = sum(r["rps"] for r in runs[name]) * seconds
+                results[name][endpoint] = {
+                    "rps": requests / (seconds * rounds),
+                    "p50_ms": statistics.median(r["p50_ms"] for r in runs[name]),
+                    "p99_ms": statistics.median(r["p99_ms"] for r in runs[name]),
+                    "cpu_us_per_request": cpu[name] / requests * 1e6,
+                    "non_2xx": sum(r["non_2xx"] for r in runs[name]),
+                }
                 print(f"  {name:22} {endpoint:28} {results[name][endpoint]['rps']:9.0f} req/s", flush=True)
-        finally:
+    finally:
+        for process, _ in processes.values():
             process.terminate()
             process.wait(30)
     return results
@@ -134,12 +161,14 @@ async def database_ceiling(url: Any, seconds: float, connections: int) -> dict[s
         minsize=connections,
         maxsize=connections,
     )
+    # The service's own statements (guest/src/store.rs): reads shaped as JSON by MariaDB.
     columns = "order_id, product_id, quantity, amount, shipping, tax, shipping_address"
+    as_json = f"JSON_ARRAY({columns})"
     row = (12, 2, "19.99", "15.00", "2.00", "Mataderos 2312")
     many = ", ".join(["(NULL, %s, %s, %s, %s, %s, %s)"] * 100)
     work = {
-        "GET /orders (100 orders)": (f"SELECT {columns} FROM orders WHERE order_id <= 100 ORDER BY order_id", ()),
-        "GET /api/orders/{id}": (f"SELECT {columns} FROM orders WHERE order_id = %s", (42,)),
+        "GET /orders (100 orders)": (f"SELECT {as_json} FROM orders WHERE order_id <= 100 ORDER BY order_id", ()),
+        "GET /api/orders/{id}": (f"SELECT {as_json} FROM orders WHERE order_id = %s", (42,)),
         "POST /create_order": (f"INSERT INTO orders ({columns}) VALUES (NULL, %s, %s, %s, %s, %s, %s)", row),
         "POST /create_orders (100)": (f"INSERT INTO orders ({columns}) VALUES {many}", row * 100),
     }
@@ -290,7 +319,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=10, help="per endpoint and target (default 10)")
+    parser.add_argument("--seconds", type=int, default=4, help="per round, endpoint and target (default 4)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, taking the targets in turn (default 3)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections (default 16)")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     args = parser.parse_args()
@@ -304,10 +334,13 @@ def main() -> int:
     server = EmbeddedMariaDB(tmp / "data", database="orders_bench")
     url = server.start()
     try:
-        print(f"throughput, {args.seconds} s per endpoint, {args.connections} connections (wrk)", flush=True)
-        throughput = measure_targets(url, engines, args.seconds, args.connections, tmp)
+        print(
+            f"throughput, {args.rounds} x {args.seconds} s per endpoint and target, {args.connections} connections (wrk)",
+            flush=True,
+        )
+        throughput = measure_targets(url, engines, args.seconds, args.rounds, args.connections, tmp)
         seed(url)
-        ceiling = asyncio.run(database_ceiling(url, min(args.seconds, 5), args.connections))
+        ceiling = asyncio.run(database_ceiling(url, 5, args.connections))
     finally:
         server.stop()
     results: dict[str, Any] = {
@@ -316,6 +349,7 @@ def main() -> int:
         f"{platform.python_implementation()} {platform.python_version()}",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "seconds": args.seconds,
+        "rounds": args.rounds,
         "connections": args.connections,
         "throughput": throughput,
         "database_ceiling_statements_per_s": ceiling,
@@ -331,13 +365,17 @@ def main() -> int:
 
 def print_table(results: dict[str, Any]) -> None:
     peer = results["throughput"]["python peer"]
-    print(f"\n{'endpoint':28} {'target':22} {'req/s':>8} {'x peer':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99 x':>6}")
+    print(
+        f"\n{'endpoint':28} {'target':22} {'req/s':>8} {'x peer':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99 x':>6} "
+        f"{'cpu us/req':>10} {'cpu x':>6}"
+    )
     for endpoint, *_ in ENDPOINTS:
         for name, numbers in results["throughput"].items():
-            m = numbers[endpoint]
+            m, base = numbers[endpoint], peer[endpoint]
             print(
-                f"{endpoint:28} {name:22} {m['rps']:8.0f} {m['rps'] / peer[endpoint]['rps']:7.2f} {m['p50_ms']:7.2f} "
-                f"{m['p99_ms']:7.2f} {m['p99_ms'] / peer[endpoint]['p99_ms']:6.2f}"
+                f"{endpoint:28} {name:22} {m['rps']:8.0f} {m['rps'] / base['rps']:7.2f} {m['p50_ms']:7.2f} "
+                f"{m['p99_ms']:7.2f} {m['p99_ms'] / base['p99_ms']:6.2f} {m['cpu_us_per_request']:10.0f} "
+                f"{m['cpu_us_per_request'] / base['cpu_us_per_request']:6.2f}"
             )
         print(f"{endpoint:28} {'database ceiling':22} {results['database_ceiling_statements_per_s'][endpoint]:8.0f}")
     for engine, m in results["micro"].items():
