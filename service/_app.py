@@ -6,9 +6,10 @@ import asyncio
 import json
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from ._database import Database
 from ._engines import load_engine
@@ -69,27 +71,41 @@ class Runtime:
     metrics: Metrics
 
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+class GuestEndpoint:
+    """An ASGI endpoint that hands the request, by method, to a guest operation.
 
+    Every order request passes through here, so it reads the raw ASGI scope and sends the
+    response itself rather than building Starlette's Request and Response for it; errors it
+    raises reach the app's exception handlers as any route's do.
+    """
 
-def guest_endpoint(operations: dict[str, str], preflight_status: int) -> Endpoint:
-    """An endpoint that hands the request, by method, to a guest operation."""
+    def __init__(self, operations: dict[str, str], preflight_status: int) -> None:
+        self.operations = operations
+        self.preflight_status = preflight_status
+        self.__name__ = "_".join(operations.values())
 
-    async def endpoint(request: Request) -> Response:
-        if request.method == "OPTIONS":
-            return Response(status_code=preflight_status)
-        operation = operations["GET" if request.method == "HEAD" else request.method]
-        runtime: Runtime = request.app.state.runtime
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method == "OPTIONS":
+            await _send(send, self.preflight_status, [], b"")
+            return
+        operation = self.operations["GET" if method == "HEAD" else method]
+        runtime: Runtime = scope["app"].state.runtime
         settings = runtime.settings
-        has_body = request.method in ("POST", "PUT", "PATCH")
-        body = await read_body(request, settings.max_body_bytes) if has_body else b""
-        scope = request.scope
+        content_type = length = b""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                length = value
+        body = await read_body(receive, length, settings.max_body_bytes) if method in ("POST", "PUT", "PATCH") else b""
         # The request's header line (guest/ABI.md), written directly: it is made for every request.
-        query = json.dumps(dict(request.query_params)) if scope["query_string"] else "{}"
-        path = json.dumps(request.path_params) if request.path_params else "{}"
-        content_type = json.dumps(request.headers.get("content-type", ""))
+        raw_query = scope["query_string"]
+        query = json.dumps(dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True))) if raw_query else "{}"
+        path_params = scope.get("path_params")
+        path = json.dumps(path_params) if path_params else "{}"
         header = (
-            f'{{"op":"{operation}","query":{query},"path":{path},"content_type":{content_type},'
+            f'{{"op":"{operation}","query":{query},"path":{path},"content_type":{json.dumps(content_type.decode("latin-1"))},'
             f'"allow_reset":{"true" if settings.allow_reset else "false"}}}\n'
         )
         if operation == "init":
@@ -106,9 +122,8 @@ def guest_endpoint(operations: dict[str, str], preflight_status: int) -> Endpoin
             request_id=request_id_var.get(),
             metrics=metrics,
         )
-        request_bytes = header.encode() + body
         try:
-            answer = await runtime.guest.invoke(request_bytes, session.call, session.log)
+            answer = await runtime.guest.invoke(header.encode() + body, session.call, session.log)
         except LimitExceeded:
             metrics.labelled(metrics.guest_invocations, engine, "limit").inc()
             raise
@@ -121,18 +136,27 @@ def guest_endpoint(operations: dict[str, str], preflight_status: int) -> Endpoin
         metrics.labelled(metrics.guest_invocations, engine, "ok").inc()
         metrics.labelled(metrics.guest_seconds, engine).observe(answer.guest_seconds)
         scope[TIMING_KEY] = (answer.guest_seconds, answer.db_seconds)
-        headers = dict(answer.headers)
+        headers = [(name.encode(), value.encode()) for name, value in answer.headers]
+        if answer.content_type:
+            media_type = answer.content_type
+            if media_type.startswith("text/") and "charset=" not in media_type.lower():
+                media_type += "; charset=utf-8"  # as Starlette's responses do
+            headers.append((b"content-type", media_type.encode()))
         if answer.status == 503:
-            headers["retry-after"] = "1"
-        headers["x-wasm-engine"] = engine
-        headers["server-timing"] = (
+            headers.append((b"retry-after", b"1"))
+        timing = (
             f'wasm;dur={answer.guest_seconds * 1000:.3f};desc="guest on {engine}", '
             f'db;dur={answer.db_seconds * 1000:.3f};desc="database"'
         )
-        return Response(answer.body, answer.status, headers, answer.content_type or None)
+        headers += [(b"x-wasm-engine", engine.encode()), (b"server-timing", timing.encode())]
+        await _send(send, answer.status, headers, answer.body)
 
-    endpoint.__name__ = "_".join(operations.values())
-    return endpoint
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    if status >= 200 and status not in (204, 304):
+        headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def index(request: Request) -> Response:
@@ -174,9 +198,9 @@ def build_routes() -> list[BaseRoute]:
     # The order routes first: the router tries routes in turn, on every request.
     routes: list[BaseRoute] = []
     for path, by_method in REST_ROUTES:
-        routes.append(Route(path, guest_endpoint(by_method, 204), methods=[*by_method, "OPTIONS"]))
+        routes.append(Route(path, GuestEndpoint(by_method, 204), methods=[*by_method, "OPTIONS"]))
     for path, methods, operation in GUEST_ROUTES:
-        routes.append(Route(path, guest_endpoint({m: operation for m in methods}, 200), methods=[*methods, "OPTIONS"]))
+        routes.append(Route(path, GuestEndpoint({m: operation for m in methods}, 200), methods=[*methods, "OPTIONS"]))
     routes += [
         Route("/", index, methods=["GET", "OPTIONS"]),
         Route("/openapi.json", openapi, methods=["GET"]),

@@ -13,8 +13,9 @@ import uuid
 from http import HTTPStatus
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive
 
 from ._errors import LimitExceeded, ServiceError
 
@@ -62,19 +63,25 @@ def error_response(request: Request, status: int, code: str, message: str, **ext
     return Response(json.dumps(legacy), status, media_type="application/json")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body; raises PayloadTooLarge past `limit` bytes without reading further."""
-    declared = request.headers.get("content-length", "")
+async def read_body(receive: Receive, declared: bytes, limit: int) -> bytes:
+    """The whole body from the ASGI `receive`; `declared` is the Content-Length header (b"" if
+    none). Raises PayloadTooLarge past `limit` bytes without reading further, and
+    ClientDisconnect if the client goes away."""
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge()
     chunks = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge()
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def guest_fault(request: Request, exc: Exception) -> Response:
