@@ -95,6 +95,19 @@ def run_wrk(base: str, method: str, path: str, body: Any, seconds: int, connecti
     return parse_wrk(done.stdout)
 
 
+def guest_seconds(base: str) -> tuple[float, float]:
+    """(seconds, invocations) the service has spent in its guest so far, from its /metrics:
+    the time of each invocation less its database waits, as the server measures it."""
+    text = httpx.get(base + "/metrics", timeout=10).text
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("guest_duration_seconds_sum"):
+            total += float(line.split()[-1])
+        elif line.startswith("guest_duration_seconds_count"):
+            count += float(line.split()[-1])
+    return total, count
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -127,11 +140,19 @@ def measure_targets(url: Any, engines: list[str], seconds: int, rounds: int, con
         for endpoint, method, path, body in ENDPOINTS:  # reads first, on the 100 seeded orders
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
             cpu = {name: 0.0 for name in targets}
+            in_guest = {name: (0.0, 0.0) for name in targets}
             for _ in range(rounds):
                 for name, (process, base) in processes.items():
                     before = cpu_seconds(process.pid)
+                    guest_before = guest_seconds(base) if name != "python peer" else (0.0, 0.0)
                     runs[name].append(run_wrk(base, method, path, body, seconds, connections, tmp))
                     cpu[name] += cpu_seconds(process.pid) - before
+                    if name != "python peer":
+                        guest_after = guest_seconds(base)
+                        in_guest[name] = (
+                            in_guest[name][0] + guest_after[0] - guest_before[0],
+                            in_guest[name][1] + guest_after[1] - guest_before[1],
+                        )
             for name in targets:
                 requests = sum(r["rps"] for r in runs[name]) * seconds
                 results[name][endpoint] = {
@@ -139,6 +160,7 @@ def measure_targets(url: Any, engines: list[str], seconds: int, rounds: int, con
                     "p50_ms": statistics.median(r["p50_ms"] for r in runs[name]),
                     "p99_ms": statistics.median(r["p99_ms"] for r in runs[name]),
                     "cpu_us_per_request": cpu[name] / requests * 1e6,
+                    "guest_us_per_request": in_guest[name][0] / in_guest[name][1] * 1e6 if in_guest[name][1] else None,
                     "non_2xx": sum(r["non_2xx"] for r in runs[name]),
                 }
                 print(f"  {name:22} {endpoint:28} {results[name][endpoint]['rps']:9.0f} req/s", flush=True)
@@ -210,17 +232,51 @@ def micro(engine_name: str) -> dict[str, float]:
     echo = b'{"op":"echo","content_type":"text/plain"}\nping'
     get = b'{"op":"get","path":{"order_id":"42"}}\n'
 
-    async def per_call(request: bytes, n: int) -> float:
+    # Between requests a server does other work, which evicts the guest's code and data from
+    # the CPU caches: "cold" calls have a few megabytes of other memory traffic between them.
+    other = bytearray(8 << 20)
+    junk = [{f"k{i}": [i, str(i), i / 7] for i in range(50)} for _ in range(20)]
+
+    def pollute() -> None:
+        other[:] = bytes(len(other))
+        json.dumps(junk)
+
+    async def per_call(request: bytes, n: int, cold: bool = False) -> float:
+        # The best of seven batches: on a shared machine the slow batches measure the neighbours.
         for _ in range(200):
             await guest.invoke(request, host_call, log)
-        started = time.perf_counter()
-        for _ in range(n):
-            await guest.invoke(request, host_call, log)
-        return (time.perf_counter() - started) / n * 1e6
+        batches = []
+        for _ in range(7):
+            spent = 0.0
+            for _ in range(n):
+                if cold:
+                    pollute()
+                started = time.perf_counter()
+                await guest.invoke(request, host_call, log)
+                spent += time.perf_counter() - started
+            batches.append(spent / n * 1e6)
+        return min(batches)
+
+    def empty_call(cold: bool) -> float:
+        abi_version = guest._idle[0].raw.export("abi_version")
+        batches = []
+        for _ in range(7):
+            spent = 0.0
+            for _ in range(300):
+                if cold:
+                    pollute()
+                started = time.perf_counter()
+                abi_version()
+                spent += time.perf_counter() - started
+            batches.append(spent / 300 * 1e6)
+        return min(batches)
 
     out = {
-        "invocation_no_host_call_us": asyncio.run(per_call(echo, 5000)),
-        "invocation_one_host_call_us": asyncio.run(per_call(get, 5000)),
+        "invocation_no_host_call_us": asyncio.run(per_call(echo, 1000)),
+        "invocation_one_host_call_us": asyncio.run(per_call(get, 1000)),
+        "invocation_one_host_call_cold_us": asyncio.run(per_call(get, 300, cold=True)),
+        "empty_export_call_us": empty_call(cold=False),
+        "empty_export_call_cold_us": empty_call(cold=True),
     }
     started = time.perf_counter()
     for _ in range(100):
@@ -286,7 +342,7 @@ def compute(engines: list[str], tmp: Path, orders: int = 10_000) -> dict[str, An
             started = time.perf_counter()
             run()
             timings.append(time.perf_counter() - started)
-        out[f"{name}_ms"] = statistics.median(timings) * 1000
+        out[f"{name}_ms"] = min(timings) * 1000  # the best of seven, as for the micro-benchmarks
     if len(checksums) != 1 or 0 in checksums:
         raise RuntimeError(f"the builds did not compute the same result: {checksums}")
     for engine in engines:
@@ -367,7 +423,7 @@ def print_table(results: dict[str, Any]) -> None:
     peer = results["throughput"]["python peer"]
     print(
         f"\n{'endpoint':28} {'target':22} {'req/s':>8} {'x peer':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99 x':>6} "
-        f"{'cpu us/req':>10} {'cpu x':>6}"
+        f"{'cpu us/req':>10} {'cpu x':>6} {'guest us/req':>12}"
     )
     for endpoint, *_ in ENDPOINTS:
         for name, numbers in results["throughput"].items():
@@ -375,7 +431,8 @@ def print_table(results: dict[str, Any]) -> None:
             print(
                 f"{endpoint:28} {name:22} {m['rps']:8.0f} {m['rps'] / base['rps']:7.2f} {m['p50_ms']:7.2f} "
                 f"{m['p99_ms']:7.2f} {m['p99_ms'] / base['p99_ms']:6.2f} {m['cpu_us_per_request']:10.0f} "
-                f"{m['cpu_us_per_request'] / base['cpu_us_per_request']:6.2f}"
+                f"{m['cpu_us_per_request'] / base['cpu_us_per_request']:6.2f} "
+                f"{'' if m['guest_us_per_request'] is None else format(m['guest_us_per_request'], '12.0f')}"
             )
         print(f"{endpoint:28} {'database ceiling':22} {results['database_ceiling_statements_per_s'][endpoint]:8.0f}")
     for engine, m in results["micro"].items():
