@@ -101,11 +101,7 @@ def create_app(url: DatabaseURL) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nonlocal pool
         pool = await aiomysql.create_pool(
-            host=url.host,
-            port=url.port,
-            user=url.user,
-            password=url.password,
-            db=url.database,
+            **url.connect_args(),
             autocommit=True,
             conv=DECODERS,
             client_flag=CLIENT.FOUND_ROWS,
@@ -116,7 +112,11 @@ def create_app(url: DatabaseURL) -> Starlette:
         await pool.wait_closed()
 
     async def body_json(request: Request) -> Any:
-        return json.loads(await request.body())
+        """The body as JSON, or the 400 answer when it is not JSON."""
+        try:
+            return json.loads(await request.body())
+        except ValueError as e:
+            return error(400, "malformed_json", f"the request body is not valid JSON: {e}")
 
     async def orders(request: Request) -> Response:
         assert pool is not None
@@ -139,10 +139,9 @@ def create_app(url: DatabaseURL) -> Starlette:
 
     async def create_order(request: Request) -> Response:
         assert pool is not None
-        try:
-            value = await body_json(request)
-        except ValueError as e:
-            return error(400, "malformed_json", f"the request body is not valid JSON: {e}")
+        value = await body_json(request)
+        if isinstance(value, Response):
+            return value
         params, errors = parse_order(value)
         if errors:
             return error(422, "invalid_order", "; ".join(f"{e['field']} {e['message']}" for e in errors), errors)
@@ -155,10 +154,9 @@ def create_app(url: DatabaseURL) -> Starlette:
 
     async def create_orders(request: Request) -> Response:
         assert pool is not None
-        try:
-            value = await body_json(request)
-        except ValueError as e:
-            return error(400, "malformed_json", f"the request body is not valid JSON: {e}")
+        value = await body_json(request)
+        if isinstance(value, Response):
+            return value
         if not isinstance(value, list):
             return error(422, "invalid_order", "body must be a JSON array of orders")
         rows, errors = [], []

@@ -174,11 +174,7 @@ def measure_targets(url: Any, engines: list[str], seconds: int, rounds: int, con
 async def database_ceiling(url: Any, seconds: float, connections: int) -> dict[str, float]:
     """The same statements through aiomysql, no HTTP and no guest: statements per second."""
     pool = await aiomysql.create_pool(
-        host=url.host,
-        port=url.port,
-        user=url.user,
-        password=url.password,
-        db=url.database,
+        **url.connect_args(),
         autocommit=True,
         minsize=connections,
         maxsize=connections,

@@ -94,11 +94,7 @@ class Database:
         self._pool = await aiomysql.create_pool(
             minsize=0,
             maxsize=self._pool_max,
-            host=self.url.host,
-            port=self.url.port,
-            user=self.url.user,
-            password=self.url.password,
-            db=self.url.database,
+            **self.url.connect_args(),
             charset="utf8mb4",
             autocommit=True,
             conv=_DECODERS,

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ._errors import ConfigError
@@ -48,6 +49,10 @@ class DatabaseURL:
             password=unquote(parts.password or ""),
             database=database,
         )
+
+    def connect_args(self) -> dict[str, Any]:
+        """Where and as whom to connect, as aiomysql's `connect` and `create_pool` take it."""
+        return {"host": self.host, "port": self.port, "user": self.user, "password": self.password, "db": self.database}
 
     def redacted(self) -> str:
         return f"mysql://{self.user}:***@{self.host}:{self.port}/{self.database}"

@@ -19,6 +19,7 @@ def test_the_original_url_form() -> None:
     assert url == DatabaseURL("db.example", 3307, "app", "p@ss", "orders")
     assert "p@ss" not in url.redacted()
     assert DatabaseURL.parse("mysql://root@localhost/orders").port == 3306
+    assert url.connect_args() == {"host": "db.example", "port": 3307, "user": "app", "password": "p@ss", "db": "orders"}
 
 
 @pytest.mark.parametrize(
