@@ -29,10 +29,14 @@ if ! { command -v rustc >/dev/null && has_wasm_std rustc; }; then
     cargo=(/usr/bin/cargo --offline
       --config 'source.crates-io.replace-with="debian"'
       --config 'source.debian.directory="/usr/share/cargo/registry"')
+    if ! [[ -e /usr/bin/rust-lld ]]; then # a dangling link to lld-14, which Debian only recommends
+      echo "build.sh: Debian's Rust links wasm32 with rust-lld, from lld-14: apt-get install lld-14" >&2
+      exit 1
+    fi
   else
     echo "build.sh: no Rust toolchain with the wasm32-unknown-unknown target." >&2
     echo "  rustup:  rustup target add wasm32-unknown-unknown" >&2
-    echo "  Debian:  apt-get install rustc cargo libstd-rust-dev-wasm32 librust-serde-json-dev" >&2
+    echo "  Debian:  apt-get install rustc cargo libstd-rust-dev-wasm32 librust-serde-json-dev lld-14" >&2
     exit 1
   fi
 fi
