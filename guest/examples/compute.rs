@@ -50,7 +50,7 @@ pub extern "C" fn compute() -> u64 {
     };
     let mut orders = Vec::with_capacity(items.len());
     for item in items {
-        match parse_order(item, "", IdRule::Required) {
+        match parse_order(item, IdRule::Required) {
             Ok(order) => orders.push(order),
             Err(_) => return 0,
         }

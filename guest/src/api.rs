@@ -3,14 +3,14 @@
 use serde_json::{Map, Value};
 
 use crate::db::Db;
-use crate::order::{self, FieldError};
+use crate::order::{self, FieldError, FieldErrors, MAX_FIELD_ERRORS};
 use crate::{legacy, rest};
 
 pub struct Response {
     pub status: u16,
     /// Empty for a response without a body.
     pub content_type: String,
-    /// Extra HTTP headers, lower-case names (`location`).
+    /// Extra HTTP headers, lower-case names: `location` and `retry-after` only (ABI.md).
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -20,9 +20,27 @@ impl Response {
         Response { status, content_type: "application/json".into(), headers: Vec::new(), body }
     }
 
-    /// The wire form: a JSON header line, then the body bytes.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 64);
+    /// The wire form: a JSON header line, then the body bytes. The header is moved in front
+    /// of the body in the body's own buffer when it has room (`HEADER_ROOM`), so that a large
+    /// body (GET /orders) is never held twice.
+    pub fn encode(self) -> Vec<u8> {
+        let head = self.header_line();
+        let mut body = self.body;
+        if body.capacity() - body.len() < head.len() {
+            let mut out = Vec::with_capacity(head.len() + body.len());
+            out.extend_from_slice(&head);
+            out.extend_from_slice(&body);
+            return out;
+        }
+        let len = body.len();
+        body.resize(len + head.len(), 0);
+        body.copy_within(..len, head.len());
+        body[..head.len()].copy_from_slice(&head);
+        body
+    }
+
+    fn header_line(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
         out.extend_from_slice(b"{\"status\":");
         out.extend_from_slice(self.status.to_string().as_bytes());
         out.extend_from_slice(b",\"content_type\":");
@@ -32,32 +50,53 @@ impl Response {
             serde_json::to_writer(&mut out, &self.headers).expect("writing to a Vec cannot fail");
         }
         out.extend_from_slice(b"}\n");
-        out.extend_from_slice(&self.body);
         out
     }
 }
 
-/// Why a request failed: the status, a stable code, a sentence, and every bad field.
+/// Spare bytes a large body keeps for the header line that `Response::encode` puts in front of it.
+pub const HEADER_ROOM: usize = 256;
+
+/// Why a request failed: the status, a stable code, a sentence, the bad fields (at most
+/// `MAX_FIELD_ERRORS`), and, for a failure that passes, when to try again.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ApiError {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
     pub errors: Vec<FieldError>,
+    /// Seconds for a `retry-after` header.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), errors: Vec::new() }
+        ApiError { status, code, message: message.into(), errors: Vec::new(), retry_after: None }
     }
 
     pub fn field(status: u16, code: &'static str, field: &str, message: &str) -> Self {
-        ApiError { status, code, message: format!("{} {}", field, message), errors: vec![FieldError::new(field, message)] }
+        let mut err = ApiError::new(status, code, format!("{} {}", field, message));
+        err.errors = vec![FieldError::new(field, message)];
+        err
     }
 
-    pub fn invalid(errors: Vec<FieldError>) -> Self {
-        let message = errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-        ApiError { status: 422, code: "invalid_order", message, errors }
+    /// 422 listing the bad fields; the message says when some were left out.
+    pub fn invalid(errors: FieldErrors) -> Self {
+        let left_out = errors.overflowed();
+        let errors = errors.into_listed();
+        let mut message = errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+        if left_out {
+            message.push_str(&format!("; and more errors not listed (only the first {} are)", MAX_FIELD_ERRORS));
+        }
+        let mut err = ApiError::new(422, "invalid_order", message);
+        err.errors = errors;
+        err
+    }
+
+    /// The same error, telling the client to try again after `seconds`.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn no_such_order(field: &str, id: impl std::fmt::Display) -> Self {
@@ -74,8 +113,10 @@ impl ApiError {
             "duplicate_order_id" => "The order_id is already used",
             "order_ids_exhausted" => "No order_id is left to assign",
             "order_not_found" => "No such order",
+            "order_busy" => "The order is busy",
             "unsupported_media_type" => "The body must be JSON",
             "database_unavailable" => "The database is unavailable",
+            "database_timeout" => "The database did not answer in time",
             "limit_exceeded" => "A limit was exceeded",
             "database_error" => "The database refused the request",
             "unknown_operation" => "Not found",
@@ -100,7 +141,7 @@ impl ApiError {
             self.errors_json(&mut out);
         }
         out.push_str("}}");
-        Response::json(self.status, out.into_bytes())
+        self.with_headers(Response::json(self.status, out.into_bytes()))
     }
 
     /// RFC 9457 problem details: `type`, `title`, `status`, `detail`, and `errors` for fields.
@@ -119,6 +160,13 @@ impl ApiError {
         out.push('}');
         let mut response = Response::json(self.status, out.into_bytes());
         response.content_type = "application/problem+json".into();
+        self.with_headers(response)
+    }
+
+    fn with_headers(&self, mut response: Response) -> Response {
+        if let Some(seconds) = self.retry_after {
+            response.headers.push(("retry-after".into(), seconds.to_string()));
+        }
         response
     }
 }
@@ -174,10 +222,7 @@ pub fn handle(input: &[u8], db: &mut impl Db) -> Response {
         "orders" => legacy(legacy::orders(db)),
         "update_order" => legacy(legacy::update_order(&request, db)),
         "delete_order" => legacy(legacy::delete_order(&request, db)),
-        "echo" => {
-            let content_type = if request.content_type.is_empty() { "application/octet-stream" } else { &request.content_type };
-            Response { status: 200, content_type: content_type.to_string(), headers: Vec::new(), body: request.body.to_vec() }
-        }
+        "echo" => echo(&request),
         "list" => rest(rest::list(&request, db)),
         "create" => rest(rest::create(&request, db)),
         "get" => rest(rest::get(&request, db)),
@@ -188,6 +233,22 @@ pub fn handle(input: &[u8], db: &mut impl Db) -> Response {
     }
 }
 
+/// The body back unchanged, labelled only with a type that cannot turn it into a page or
+/// script in a browser (and that the host always accepts): JSON, plain text, or bytes.
+fn echo(request: &Request) -> Response {
+    let content_type = match media_type(&request.content_type).as_str() {
+        "application/json" => "application/json",
+        "text/plain" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    Response { status: 200, content_type: content_type.into(), headers: Vec::new(), body: request.body.to_vec() }
+}
+
+/// A Content-Type's media type: before any `;`, trimmed, lower case.
+pub fn media_type(content_type: &str) -> String {
+    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
 pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::new(400, "malformed_json", "the request body is empty; it must be JSON"));
@@ -195,16 +256,32 @@ pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::new(400, "malformed_json", format!("the request body is not valid JSON: {}", e)))
 }
 
-/// An order id from text: Err(None) when it is not a whole number, Err(Some(())) when it is
-/// one that no order can have (below 1 or above the INT range).
-pub fn parse_id(raw: &str) -> Result<i64, Option<()>> {
-    let raw = raw.trim();
-    let digits = raw.strip_prefix('-').unwrap_or(raw);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(None);
+/// Why text is not an order id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadId {
+    /// Not canonical decimal: a sign, whitespace, a leading zero, or no digits.
+    Malformed,
+    /// Canonical, but no order can have it (0, or above the INT range).
+    OutOfRange,
+}
+
+/// An order id from a path or query: canonical decimal only, `[1-9][0-9]*`, so that one order
+/// has one spelling (no ` 1`, `+1`, `01`, or Unicode spaces that `trim` would drop).
+pub fn parse_id(raw: &str) -> Result<i64, BadId> {
+    if !is_canonical_number(raw) {
+        return Err(BadId::Malformed);
     }
     match raw.parse::<i64>() {
         Ok(id) if (1..=order::MAX_INT).contains(&id) => Ok(id),
-        _ => Err(Some(())),
+        _ => Err(BadId::OutOfRange),
+    }
+}
+
+/// `0` or `[1-9][0-9]*`: a whole number written one way only.
+pub fn is_canonical_number(raw: &str) -> bool {
+    match raw.as_bytes() {
+        [b'0'] => true,
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
     }
 }

@@ -5,7 +5,7 @@ use serde_json::Value;
 /// Why a statement failed, as the host reports it (see ABI.md, "Database results").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbError {
-    /// `duplicate`, `unavailable`, `limit` or `error`.
+    /// `duplicate`, `out_of_range`, `conflict`, `timeout`, `invalid`, `unavailable` or `error`.
     pub kind: String,
     pub code: i64,
     pub message: String,
@@ -107,8 +107,8 @@ mod tests {
 
     #[test]
     fn statements_are_one_json_object() {
-        let bytes = encode_statement("SELECT %s", &[json!(1), json!("a\"b")], false);
-        assert_eq!(std::str::from_utf8(&bytes).unwrap(), r#"{"sql":"SELECT %s","params":[1,"a\"b"]}"#);
+        let bytes = encode_statement("SELECT ?", &[json!(1), json!("a\"b")], false);
+        assert_eq!(std::str::from_utf8(&bytes).unwrap(), r#"{"sql":"SELECT ?","params":[1,"a\"b"]}"#);
         let bytes = encode_statement("SELECT JSON_ARRAY(a) FROM t", &[], true);
         assert_eq!(std::str::from_utf8(&bytes).unwrap(), r#"{"sql":"SELECT JSON_ARRAY(a) FROM t","params":[],"json_rows":true}"#);
     }
@@ -118,6 +118,9 @@ mod tests {
         let err = decode_rows(br#"{"error":{"kind":"duplicate","code":1062,"message":"dup"}}"#).unwrap_err();
         assert_eq!(err.kind, "duplicate");
         assert_eq!(err.code, 1062);
+        let err = decode_executed(br#"{"error":{"kind":"conflict","code":1205,"message":"Lock wait timeout exceeded"}}"#).unwrap_err();
+        assert_eq!((err.kind.as_str(), err.code), ("conflict", 1205));
+        assert_eq!(decode_ok(br#"{"error":{"kind":"timeout","code":1969,"message":"max_statement_time"}}"#).unwrap_err().kind, "timeout");
         assert_eq!(decode_rows(b"nonsense").unwrap_err().kind, "error");
         assert_eq!(decode_rows(br#"{"rows":[[1,"2.00"]]}"#).unwrap(), vec![vec![json!(1), json!("2.00")]]);
         assert_eq!(

@@ -43,6 +43,62 @@ impl FieldError {
     }
 }
 
+/// The most field errors one answer lists: enough to fix a body, few enough that the answer to
+/// a hostile body of any size stays small.
+pub const MAX_FIELD_ERRORS: usize = 50;
+/// The most characters of a body's own key echoed in a field name (a key can be 1 MiB long).
+pub const MAX_KEY_CHARS: usize = 64;
+
+/// The field errors of one answer: the first `MAX_FIELD_ERRORS` in full, the rest only counted,
+/// so that once the list is full no more strings are built for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldErrors {
+    listed: Vec<FieldError>,
+    total: usize,
+}
+
+impl FieldErrors {
+    pub fn new() -> Self {
+        FieldErrors::default()
+    }
+
+    /// Counts one error, and builds it with `make` only while the list has room.
+    pub fn add(&mut self, make: impl FnOnce() -> FieldError) {
+        self.total = self.total.saturating_add(1);
+        if self.listed.len() < MAX_FIELD_ERRORS {
+            self.listed.push(make());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Every error counted so far, listed or not.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Whether an error was left out: looking for more cannot change the answer.
+    pub fn overflowed(&self) -> bool {
+        self.total > self.listed.len()
+    }
+
+    pub fn listed(&self) -> &[FieldError] {
+        &self.listed
+    }
+
+    pub fn into_listed(self) -> Vec<FieldError> {
+        self.listed
+    }
+}
+
+impl From<FieldError> for FieldErrors {
+    fn from(error: FieldError) -> Self {
+        FieldErrors { listed: vec![error], total: 1 }
+    }
+}
+
 /// Whether `order_id` must be present (update) or may be left to the database (create).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum IdRule {
@@ -50,36 +106,62 @@ pub enum IdRule {
     Required,
 }
 
-/// Checks one order, reporting every bad field at once; `path` prefixes field names.
-pub fn parse_order(value: &Value, path: &str, id_rule: IdRule) -> Result<Order, Vec<FieldError>> {
-    let name = |field: &str| format!("{}{}", path, field);
+/// Where an order sits in the body: the whole body, or item `i` of an array. Field names are
+/// built from it only when an error is reported, so a valid batch builds none.
+#[derive(Clone, Copy)]
+pub struct Place(pub Option<usize>);
+
+impl Place {
+    fn name(self, field: &str) -> String {
+        match self.0 {
+            None => field.to_string(),
+            Some(i) => format!("[{}].{}", i, field),
+        }
+    }
+
+    /// The name of the order itself, for an item that is not an object.
+    fn whole(self) -> String {
+        match self.0 {
+            None => "body".to_string(),
+            Some(i) => format!("[{}]", i),
+        }
+    }
+}
+
+/// Checks one order (a whole body), reporting every bad field at once, up to the cap.
+pub fn parse_order(value: &Value, id_rule: IdRule) -> Result<Order, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    match parse_item(value, Place(None), id_rule, &mut errors) {
+        Some(order) => Ok(order),
+        None => Err(errors),
+    }
+}
+
+/// Checks one order at `place`, adding its errors to `errors`; None when it had any.
+pub fn parse_item(value: &Value, place: Place, id_rule: IdRule, errors: &mut FieldErrors) -> Option<Order> {
+    let before = errors.total();
     let obj = match value.as_object() {
         Some(obj) => obj,
         None => {
-            let field = if path.is_empty() { "body".to_string() } else { path.trim_end_matches('.').to_string() };
-            return Err(vec![FieldError::new(field, format!("must be an order (a JSON object), not {}", kind_of(value)))]);
+            errors.add(|| FieldError::new(place.whole(), format!("must be an order (a JSON object), not {}", kind_of(value))));
+            return None;
         }
     };
-    let mut errors = Vec::new();
-    for key in obj.keys() {
-        if !FIELDS.contains(&key.as_str()) {
-            errors.push(FieldError::new(name(key), "is not a field of an order"));
-        }
-    }
+    check_keys(obj, place, errors);
     let order_id = match (obj.get("order_id"), id_rule) {
         (None, IdRule::Optional) | (Some(Value::Null), IdRule::Optional) => None,
-        (field, _) => int_field(field, &name("order_id"), &mut errors),
+        (field, _) => int_field(field, place, "order_id", errors),
     };
-    let product_id = int_field(obj.get("product_id"), &name("product_id"), &mut errors);
-    let quantity = int_field(obj.get("quantity"), &name("quantity"), &mut errors);
-    let amount = money_field(obj, "amount", &name("amount"), &mut errors);
-    let shipping = money_field(obj, "shipping", &name("shipping"), &mut errors);
-    let tax = money_field(obj, "tax", &name("tax"), &mut errors);
-    let shipping_address = address_field(obj.get("shipping_address"), &name("shipping_address"), &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
+    let product_id = int_field(obj.get("product_id"), place, "product_id", errors);
+    let quantity = int_field(obj.get("quantity"), place, "quantity", errors);
+    let amount = money_field(obj, place, "amount", errors);
+    let shipping = money_field(obj, place, "shipping", errors);
+    let tax = money_field(obj, place, "tax", errors);
+    let shipping_address = address_field(obj.get("shipping_address"), place, errors);
+    if errors.total() != before {
+        return None;
     }
-    Ok(Order {
+    Some(Order {
         order_id,
         product_id: product_id.unwrap_or_default(),
         quantity: quantity.unwrap_or_default(),
@@ -88,6 +170,26 @@ pub fn parse_order(value: &Value, path: &str, id_rule: IdRule) -> Result<Order, 
         tax: tax.unwrap_or_default(),
         shipping_address: shipping_address.unwrap_or_default(),
     })
+}
+
+/// Reports the keys that are not fields of an order; stops looking once errors are left out.
+pub fn check_keys(obj: &Map<String, Value>, place: Place, errors: &mut FieldErrors) {
+    for key in obj.keys() {
+        if errors.overflowed() {
+            return;
+        }
+        if !FIELDS.contains(&key.as_str()) {
+            errors.add(|| FieldError::new(place.name(&shown_key(key)), "is not a field of an order"));
+        }
+    }
+}
+
+/// A body's key as an answer shows it: cut to `MAX_KEY_CHARS` characters, marked when cut.
+fn shown_key(key: &str) -> String {
+    match key.char_indices().nth(MAX_KEY_CHARS) {
+        None => key.to_string(),
+        Some((end, _)) => format!("{}…", &key[..end]),
+    }
 }
 
 pub fn kind_of(value: &Value) -> &'static str {
@@ -102,7 +204,7 @@ pub fn kind_of(value: &Value) -> &'static str {
 }
 
 /// A positive INT: 1 to 2147483647.
-fn int_field(value: Option<&Value>, field: &str, errors: &mut Vec<FieldError>) -> Option<i64> {
+fn int_field(value: Option<&Value>, place: Place, field: &str, errors: &mut FieldErrors) -> Option<i64> {
     let message = match value {
         None => "is required",
         Some(Value::Number(n)) => {
@@ -121,32 +223,34 @@ fn int_field(value: Option<&Value>, field: &str, errors: &mut Vec<FieldError>) -
                 }
             }
         }
-        Some(other) => return push_type_error(field, "a whole number", other, errors),
+        Some(other) => return push_type_error(place, field, "a whole number", other, errors),
     };
-    errors.push(FieldError::new(field, message));
+    errors.add(|| FieldError::new(place.name(field), message));
     None
 }
 
-fn money_field(obj: &Map<String, Value>, key: &str, field: &str, errors: &mut Vec<FieldError>) -> Option<i64> {
-    match obj.get(key) {
-        None => errors.push(FieldError::new(field, "is required")),
+fn money_field(obj: &Map<String, Value>, place: Place, field: &str, errors: &mut FieldErrors) -> Option<i64> {
+    let message = match obj.get(field) {
+        None => "is required",
         Some(Value::Number(n)) => match money::parse_cents(&n.to_string()) {
             Ok(cents) => return Some(cents),
-            Err(e) => errors.push(FieldError::new(field, e.message())),
+            Err(e) => e.message(),
         },
-        Some(other) => return push_type_error(field, "a number", other, errors),
-    }
+        Some(other) => return push_type_error(place, field, "a number", other, errors),
+    };
+    errors.add(|| FieldError::new(place.name(field), message));
     None
 }
 
-fn address_field(value: Option<&Value>, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+fn address_field(value: Option<&Value>, place: Place, errors: &mut FieldErrors) -> Option<String> {
+    const FIELD: &str = "shipping_address";
     let text = match value {
         None => {
-            errors.push(FieldError::new(field, "is required"));
+            errors.add(|| FieldError::new(place.name(FIELD), "is required"));
             return None;
         }
         Some(Value::String(s)) => s.trim(),
-        Some(other) => return push_type_error(field, "a string", other, errors),
+        Some(other) => return push_type_error(place, FIELD, "a string", other, errors),
     };
     let message = if text.is_empty() {
         "must not be empty"
@@ -157,12 +261,12 @@ fn address_field(value: Option<&Value>, field: &str, errors: &mut Vec<FieldError
     } else {
         return Some(text.to_string());
     };
-    errors.push(FieldError::new(field, message));
+    errors.add(|| FieldError::new(place.name(FIELD), message));
     None
 }
 
-fn push_type_error<T>(field: &str, wanted: &str, got: &Value, errors: &mut Vec<FieldError>) -> Option<T> {
-    errors.push(FieldError::new(field, format!("must be {}, not {}", wanted, kind_of(got))));
+fn push_type_error<T>(place: Place, field: &str, wanted: &str, got: &Value, errors: &mut FieldErrors) -> Option<T> {
+    errors.add(|| FieldError::new(place.name(field), format!("must be {}, not {}", wanted, kind_of(got))));
     None
 }
 
@@ -239,7 +343,7 @@ mod tests {
 
     #[test]
     fn accepts_the_sample() {
-        let order = parse_order(&sample(), "", IdRule::Required).unwrap();
+        let order = parse_order(&sample(), IdRule::Required).unwrap();
         assert_eq!(order.order_id, Some(1));
         assert_eq!(order.amount, 5600);
         assert_eq!(order.shipping_address, "Mataderos 2312");
@@ -249,9 +353,9 @@ mod tests {
     fn id_is_optional_on_create_only() {
         let mut v = sample();
         v.as_object_mut().unwrap().remove("order_id");
-        assert_eq!(parse_order(&v, "", IdRule::Optional).unwrap().order_id, None);
-        let errors = parse_order(&v, "", IdRule::Required).unwrap_err();
-        assert_eq!(errors, vec![FieldError::new("order_id", "is required")]);
+        assert_eq!(parse_order(&v, IdRule::Optional).unwrap().order_id, None);
+        let errors = parse_order(&v, IdRule::Required).unwrap_err();
+        assert_eq!(errors.listed(), [FieldError::new("order_id", "is required")]);
     }
 
     #[test]
@@ -261,7 +365,9 @@ mod tests {
                 "shipping": -1, "tax": null, "shipping_address": "  ", "colour": "red"}"#,
         )
         .unwrap();
-        let errors = parse_order(&v, "[3].", IdRule::Optional).unwrap_err();
+        let mut errors = FieldErrors::new();
+        assert_eq!(parse_item(&v, Place(Some(3)), IdRule::Optional, &mut errors), None);
+        let errors = errors.listed();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -284,8 +390,8 @@ mod tests {
         ] {
             let mut v = sample();
             v["quantity"] = serde_json::from_str(text).unwrap();
-            let errors = parse_order(&v, "", IdRule::Required).unwrap_err();
-            assert_eq!(errors, vec![FieldError::new("quantity", message)], "{}", text);
+            let errors = parse_order(&v, IdRule::Required).unwrap_err();
+            assert_eq!(errors.listed(), [FieldError::new("quantity", message)], "{}", text);
         }
     }
 
@@ -293,18 +399,63 @@ mod tests {
     fn addresses_are_checked_in_characters() {
         let mut v = sample();
         v["shipping_address"] = json!("é".repeat(256));
-        assert!(parse_order(&v, "", IdRule::Required).is_ok());
+        assert!(parse_order(&v, IdRule::Required).is_ok());
         v["shipping_address"] = json!("é".repeat(257));
-        assert_eq!(parse_order(&v, "", IdRule::Required).unwrap_err()[0].message, "must be at most 256 characters");
+        assert_eq!(parse_order(&v, IdRule::Required).unwrap_err().listed()[0].message, "must be at most 256 characters");
         v["shipping_address"] = json!("a\u{0}b");
-        assert_eq!(parse_order(&v, "", IdRule::Required).unwrap_err()[0].message, "must not contain control characters");
+        assert_eq!(parse_order(&v, IdRule::Required).unwrap_err().listed()[0].message, "must not contain control characters");
     }
 
     #[test]
     fn a_non_object_is_not_an_order() {
-        let errors = parse_order(&json!([1, 2]), "", IdRule::Optional).unwrap_err();
-        assert_eq!(errors, vec![FieldError::new("body", "must be an order (a JSON object), not an array")]);
-        let errors = parse_order(&json!(7), "[0].", IdRule::Optional).unwrap_err();
-        assert_eq!(errors[0].field, "[0]");
+        let errors = parse_order(&json!([1, 2]), IdRule::Optional).unwrap_err();
+        assert_eq!(errors.listed(), [FieldError::new("body", "must be an order (a JSON object), not an array")]);
+        let mut errors = FieldErrors::new();
+        assert_eq!(parse_item(&json!(7), Place(Some(0)), IdRule::Optional, &mut errors), None);
+        assert_eq!(errors.listed()[0].field, "[0]");
+    }
+
+    #[test]
+    fn errors_past_the_cap_are_counted_not_built() {
+        let mut errors = FieldErrors::new();
+        let mut built = 0;
+        for i in 0..MAX_FIELD_ERRORS + 10 {
+            errors.add(|| {
+                built += 1;
+                FieldError::new(format!("f{}", i), "is bad")
+            });
+        }
+        assert_eq!((errors.listed().len(), errors.total(), built), (MAX_FIELD_ERRORS, MAX_FIELD_ERRORS + 10, MAX_FIELD_ERRORS));
+        assert!(errors.overflowed());
+        let mut exact = FieldErrors::new();
+        (0..MAX_FIELD_ERRORS).for_each(|_| exact.add(|| FieldError::new("f", "is bad")));
+        assert!(!exact.overflowed());
+    }
+
+    #[test]
+    fn unknown_keys_stop_at_the_cap_and_are_cut_short() {
+        let keys: Map<String, Value> = (0..100_000).map(|i| (format!("k{}", i), json!(0))).collect();
+        let errors = parse_order(&Value::Object(keys), IdRule::Optional).unwrap_err();
+        assert_eq!(errors.listed().len(), MAX_FIELD_ERRORS);
+        assert!(errors.total() < MAX_FIELD_ERRORS + 10, "{}", errors.total());
+
+        let long = "é".repeat(10_000);
+        let errors = parse_order(&json!({ long.clone(): 1 }), IdRule::Optional).unwrap_err();
+        let field = &errors.listed()[0].field;
+        assert_eq!(field, &format!("{}…", "é".repeat(MAX_KEY_CHARS)));
+        let short = "k".repeat(MAX_KEY_CHARS);
+        let errors = parse_order(&json!({ short.clone(): 1 }), IdRule::Optional).unwrap_err();
+        assert_eq!(errors.listed()[0].field, short);
+    }
+
+    #[test]
+    fn a_bad_item_fails_even_when_its_errors_are_not_listed() {
+        let mut errors = FieldErrors::new();
+        (0..MAX_FIELD_ERRORS).for_each(|_| errors.add(|| FieldError::new("f", "is bad")));
+        let mut v = sample();
+        v["quantity"] = json!(0);
+        assert_eq!(parse_item(&v, Place(Some(9)), IdRule::Optional, &mut errors), None);
+        assert_eq!(errors.listed().len(), MAX_FIELD_ERRORS);
+        assert!(errors.overflowed());
     }
 }

@@ -2,9 +2,9 @@
 
 use serde_json::Value;
 
-use crate::api::{parse_id, parse_json, ApiError, Request, Response};
+use crate::api::{is_canonical_number, media_type, parse_id, parse_json, ApiError, Request, Response};
 use crate::db::Db;
-use crate::order::{self, FieldError, IdRule, Order};
+use crate::order::{self, FieldError, FieldErrors, IdRule, Order, Place};
 use crate::store;
 
 pub const DEFAULT_LIMIT: u64 = 50;
@@ -19,7 +19,7 @@ fn order_response(status: u16, order: &Order) -> Response {
 
 /// Only JSON bodies: `application/json` or any `application/*+json`, with parameters.
 fn require_json(request: &Request) -> Result<(), ApiError> {
-    let media = request.content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = media_type(&request.content_type);
     if media == "application/json" || (media.starts_with("application/") && media.ends_with("+json")) {
         return Ok(());
     }
@@ -27,19 +27,21 @@ fn require_json(request: &Request) -> Result<(), ApiError> {
     Err(ApiError::new(415, "unsupported_media_type", format!("the body must be application/json, not {}", got)))
 }
 
-/// The `{order_id}` of the path; an id that cannot name an order is simply not found.
+/// The `{order_id}` of the path; an id that cannot name an order, or is not written the one
+/// canonical way, is simply not found.
 fn path_id(request: &Request) -> Result<i64, ApiError> {
     let raw = request.path.get("order_id").and_then(Value::as_str).unwrap_or("");
     parse_id(raw).map_err(|_| ApiError::no_such_order("order_id", raw))
 }
 
+/// A query parameter in `range`, written as canonical decimal (no sign, spaces or leading zeros).
 fn query_number(request: &Request, name: &str, default: u64, range: (u64, u64)) -> Result<u64, FieldError> {
     let raw = match request.query.get(name).and_then(Value::as_str) {
         None => return Ok(default),
-        Some(raw) => raw.trim(),
+        Some(raw) => raw,
     };
     match raw.parse::<u64>() {
-        Ok(n) if n >= range.0 && n <= range.1 => Ok(n),
+        Ok(n) if is_canonical_number(raw) && n >= range.0 && n <= range.1 => Ok(n),
         _ => Err(FieldError::new(name, format!("must be a whole number from {} to {}", range.0, range.1))),
     }
 }
@@ -50,7 +52,8 @@ pub fn list(request: &Request, db: &mut impl Db) -> Answer {
     let (limit, offset) = match (limit, offset) {
         (Ok(l), Ok(o)) => (l, o),
         (l, o) => {
-            let errors: Vec<FieldError> = [l.err(), o.err()].into_iter().flatten().collect();
+            let mut errors = FieldErrors::new();
+            [l.err(), o.err()].into_iter().flatten().for_each(|e| errors.add(|| e));
             let mut err = ApiError::invalid(errors);
             err.status = 400;
             err.code = "invalid_parameter";
@@ -58,7 +61,7 @@ pub fn list(request: &Request, db: &mut impl Db) -> Answer {
         }
     };
     let total = store::count(db)?;
-    let orders = store::list(db, Some((limit, offset)))?;
+    let orders = store::page(db, limit, offset)?;
     let mut out = String::from("{\"items\":");
     Order::write_json_array(&orders, &mut out);
     out.push_str(&format!(",\"total\":{},\"limit\":{},\"offset\":{}}}", total, limit, offset));
@@ -68,7 +71,7 @@ pub fn list(request: &Request, db: &mut impl Db) -> Answer {
 pub fn create(request: &Request, db: &mut impl Db) -> Answer {
     require_json(request)?;
     let body = parse_json(request.body)?;
-    let mut order = order::parse_order(&body, "", IdRule::Optional).map_err(ApiError::invalid)?;
+    let mut order = order::parse_order(&body, IdRule::Optional).map_err(ApiError::invalid)?;
     order.order_id = Some(store::insert(db, &order)?);
     let mut response = order_response(201, &order);
     response.headers.push(("location".into(), format!("/api/orders/{}", order.order_id.unwrap_or_default())));
@@ -88,7 +91,7 @@ fn check_body_id(body: &Value, id: i64) -> Result<(), ApiError> {
     match body.get("order_id") {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Number(n)) if n.as_i64() == Some(id) => Ok(()),
-        Some(_) => Err(ApiError::invalid(vec![FieldError::new("order_id", format!("must be {}, the order_id in the path, or left out", id))])),
+        Some(_) => Err(ApiError::invalid(FieldError::new("order_id", format!("must be {}, the order_id in the path, or left out", id)).into())),
     }
 }
 
@@ -96,7 +99,7 @@ pub fn replace(request: &Request, db: &mut impl Db) -> Answer {
     require_json(request)?;
     let id = path_id(request)?;
     let body = parse_json(request.body)?;
-    let mut order = order::parse_order(&body, "", IdRule::Optional).map_err(ApiError::invalid)?;
+    let mut order = order::parse_order(&body, IdRule::Optional).map_err(ApiError::invalid)?;
     check_body_id(&body, id)?;
     order.order_id = Some(id);
     if !store::update(db, &order)? {
@@ -112,11 +115,8 @@ pub fn patch(request: &Request, db: &mut impl Db) -> Answer {
     let changes = body.as_object().ok_or_else(|| {
         ApiError::field(422, "invalid_order", "body", &format!("must be a JSON object of the fields to change, not {}", order::kind_of(&body)))
     })?;
-    let unknown: Vec<FieldError> = changes
-        .keys()
-        .filter(|k| !order::FIELDS.contains(&k.as_str()))
-        .map(|k| FieldError::new(k.as_str(), "is not a field of an order"))
-        .collect();
+    let mut unknown = FieldErrors::new();
+    order::check_keys(changes, Place(None), &mut unknown);
     if !unknown.is_empty() {
         return Err(ApiError::invalid(unknown));
     }
@@ -141,7 +141,7 @@ fn patch_locked(db: &mut impl Db, id: i64, changes: &serde_json::Map<String, Val
     for (key, value) in changes {
         merged[key.as_str()] = value.clone();
     }
-    let order = order::parse_order(&merged, "", IdRule::Required).map_err(ApiError::invalid)?;
+    let order = order::parse_order(&merged, IdRule::Required).map_err(ApiError::invalid)?;
     if order != current {
         store::update(db, &order)?;
     }
