@@ -10,14 +10,16 @@ import argparse
 import dataclasses
 import logging
 import os
+import secrets
 import signal
 import sys
 
 import uvicorn
 
-from ._app import create_app, load_guest
+from ._app import create_app, guest_tables, load_guest
+from ._database import prepare_guest_user
 from ._embedded import EmbeddedMariaDB
-from ._errors import ConfigError, EmbeddedDatabaseError, GuestLoadError
+from ._errors import ConfigError, DatabaseError, EmbeddedDatabaseError, GuestLoadError
 from ._observability import configure_logging
 from ._settings import Settings
 
@@ -50,11 +52,16 @@ def main(argv: list[str] | None = None) -> int:
         embedded = EmbeddedMariaDB(settings.data_dir / "mariadb")
         log.info("DATABASE_URL is not set: starting a private MariaDB server in %s", embedded.datadir)
         try:
-            settings = dataclasses.replace(settings, database_url=embedded.start())
-        except EmbeddedDatabaseError as e:
+            admin_url = embedded.start()
+            # The guest's statements run as a user that can reach only the service's tables; a
+            # fresh password each start, which only this process and its workers know.
+            guest_url = prepare_guest_user(admin_url, "orders_app", "127.0.0.1", secrets.token_urlsafe(24), guest_tables())
+        except (EmbeddedDatabaseError, DatabaseError) as e:
             print(f"service: {e}", file=sys.stderr)
+            embedded.stop()
             return 1
-        log.info("private MariaDB server ready on 127.0.0.1:%d", embedded.port)
+        settings = dataclasses.replace(settings, database_url=guest_url, database_admin_url=admin_url)
+        log.info("private MariaDB server ready on 127.0.0.1:%d; guest statements run as %s", embedded.port, guest_url.user)
     # uvicorn re-raises SIGTERM once it has shut down; turning it into SystemExit lets the
     # `finally` below stop the private database rather than the process dying first.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -64,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             uvicorn.run(create_app(settings, guest), **common)
         else:
             if embedded is not None:
-                assert settings.database_url is not None
-                u = settings.database_url
-                os.environ["DATABASE_URL"] = f"mysql://{u.user}@{u.host}:{u.port}/{u.database}"
+                assert settings.database_url is not None and settings.database_admin_url is not None
+                os.environ["DATABASE_URL"] = settings.database_url.unredacted()
+                os.environ["DATABASE_ADMIN_URL"] = settings.database_admin_url.unredacted()
             uvicorn.run("service._app:app_from_environ", factory=True, workers=args.workers, **common)
     finally:
         if embedded is not None:

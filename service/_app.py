@@ -19,10 +19,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from ._database import Database
+from ._database import SCHEMA_DIR, Database
 from ._engines import load_engine
-from ._errors import ConfigError, DatabaseError, GuestFault, GuestLoadError, LimitExceeded, ServiceError
-from ._guest import Guest
+from ._errors import DatabaseError, GuestFault, GuestLoadError, LimitExceeded, ServiceError
+from ._guest import FUEL_PER_SECOND, Guest
 from ._hostfuncs import HostSession
 from ._http import (
     PayloadTooLarge,
@@ -35,12 +35,15 @@ from ._http import (
     read_body,
     too_large,
 )
-from ._observability import TIMING_KEY, Metrics, RequestLog, configure_logging, request_id_var
+from ._observability import TIMING_KEY, Metrics, RequestLog, configure_logging, printable, request_id_var
 from ._openapi import openapi_document
 from ._resources import project_dir
 from ._settings import Settings
+from ._sql import Capability
 
 log = logging.getLogger("service")
+# Tasks started from signal handlers, kept referenced until they end.
+_background: set[asyncio.Task[None]] = set()
 
 INDEX_TEXT = "The valid endpoints are /init /create_order /create_orders /update_order /orders /delete_order"
 STATIC_DIR = project_dir("static")
@@ -59,6 +62,10 @@ REST_ROUTES: list[tuple[str, dict[str, str]]] = [
     ("/api/orders", {"GET": "list", "POST": "create"}),
     ("/api/orders/{order_id}", {"GET": "get", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}),
 ]
+# The original's GET routes that change data: HEAD must not run them (it answers 405).
+CHANGING_GET_OPERATIONS = frozenset({"init", "delete_order"})
+# Where the endpoint notes that the client went away before its answer (logged as 499).
+DISCONNECTED_KEY = "service.disconnected"
 
 
 @dataclass
@@ -69,6 +76,13 @@ class Runtime:
     guest: Guest
     database: Database
     metrics: Metrics
+    capability: Capability
+    reloading: bool = False
+
+
+def guest_tables() -> list[str]:
+    """The service's own tables, from sql/schema.sql: the only ones a guest may use."""
+    return sorted(Capability.from_schema_file(SCHEMA_DIR / "schema.sql").tables)
 
 
 class GuestEndpoint:
@@ -90,6 +104,9 @@ class GuestEndpoint:
             await _send(send, self.preflight_status, [], b"")
             return
         operation = self.operations["GET" if method == "HEAD" else method]
+        if method == "HEAD" and operation in CHANGING_GET_OPERATIONS:
+            allow = ", ".join([*self.operations, "OPTIONS"])
+            raise HTTPException(405, headers={"Allow": allow})
         runtime: Runtime = scope["app"].state.runtime
         settings = runtime.settings
         content_type = length = b""
@@ -114,25 +131,39 @@ class GuestEndpoint:
             except DatabaseError:
                 pass  # the guest's own statement meets the same trouble and answers for it
         metrics = runtime.metrics
-        engine = runtime.guest.engine.name
+        guest = runtime.guest
+        engine = guest.engine.name
+        limits = guest.limits
         session = HostSession(
             runtime.database,
-            max_result_bytes=settings.max_result_bytes,
-            max_result_rows=settings.max_result_rows,
+            runtime.capability,
+            max_result_bytes=limits.result_bytes,
+            max_result_rows=limits.result_rows,
+            check_budget=limits.time_seconds,
             request_id=request_id_var.get(),
             metrics=metrics,
         )
+        clean = False
+        watcher = _watch_for_disconnect(scope, receive)
         try:
-            answer = await runtime.guest.invoke(header.encode() + body, session.call, session.log)
-        except LimitExceeded:
+            answer = await guest.invoke(header.encode() + body, session.call, session.log)
+            clean = True
+        except LimitExceeded as e:
             metrics.labelled(metrics.guest_invocations, engine, "limit").inc()
+            e.kept_changes = session.kept_changes
             raise
         except GuestFault:
             metrics.labelled(metrics.guest_invocations, engine, "fault").inc()
             metrics.labelled(metrics.guest_traps, engine).inc()
             raise
+        except asyncio.CancelledError:
+            if not scope.get(DISCONNECTED_KEY):
+                raise
+            _uncancel()
+            return  # the client went away: its statement was killed, and nobody waits for an answer
         finally:
-            await session.close()
+            watcher.cancel()
+            await session.close(broken=not clean)
         metrics.labelled(metrics.guest_invocations, engine, "ok").inc()
         metrics.labelled(metrics.guest_seconds, engine).observe(answer.guest_seconds)
         scope[TIMING_KEY] = (answer.guest_seconds, answer.db_seconds)
@@ -142,7 +173,7 @@ class GuestEndpoint:
             if media_type.startswith("text/") and "charset=" not in media_type.lower():
                 media_type += "; charset=utf-8"  # as Starlette's responses do
             headers.append((b"content-type", media_type.encode()))
-        if answer.status == 503:
+        if answer.status == 503 and not any(name == b"retry-after" for name, _ in headers):
             headers.append((b"retry-after", b"1"))
         timing = (
             f'wasm;dur={answer.guest_seconds * 1000:.3f};desc="guest on {engine}", '
@@ -150,6 +181,31 @@ class GuestEndpoint:
         )
         headers += [(b"x-wasm-engine", engine.encode()), (b"server-timing", timing.encode())]
         await _send(send, answer.status, headers, answer.body)
+
+
+def _watch_for_disconnect(scope: Scope, receive: Receive) -> asyncio.Task[None]:
+    """A task that cancels the request's own task if the client disconnects, so that its
+    database statement is killed rather than left to run for nobody."""
+    request_task = asyncio.current_task()
+    assert request_task is not None
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                scope[DISCONNECTED_KEY] = True
+                request_task.cancel()
+                return
+
+    return asyncio.get_running_loop().create_task(watch())
+
+
+def _uncancel() -> None:
+    """Clears the current task's pending cancellation (Python 3.11+ counts them)."""
+    task = asyncio.current_task()
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -213,43 +269,66 @@ def build_routes() -> list[BaseRoute]:
 
 
 def load_guest(settings: Settings) -> Guest:
-    """The engine and guest the settings name, checked; warns of limits the engine cannot enforce.
-
-    Raises ConfigError or GuestLoadError.
-    """
+    """The engine and guest the settings name, checked. Raises ConfigError or GuestLoadError."""
     engine = load_engine(settings.wasm_engine)
     guest = Guest.load(
         engine,
         settings.guest_module,
         pool_max=settings.guest_pool_max,
-        limits=settings.guest_limits(),
+        limits=settings.limits,
         cache_dir=settings.cache_dir,
+        memory_total=settings.guest_memory_total,
     )
-    if not engine.enforces_deadline:
-        log.warning(
-            "the %s engine cannot stop a running guest: GUEST_TIME_LIMIT_MS is checked only between host calls, "
-            "so a guest that loops without calling the host blocks this process (use WASM_ENGINE=wasmtime to enforce it)",
+    if guest.metered:
+        log.info(
+            "the %s engine has no deadline of its own: the guest is metered (%d instruction units per second of "
+            "GUEST_TIME_LIMIT_MS) and stopped when its budget is spent",
             engine.name,
+            FUEL_PER_SECOND,
         )
     return guest
 
 
 def watch_for_reload(runtime: Runtime) -> None:
     """On SIGHUP, load the guest module again and swap it in; a module that does not load is
-    refused and the running one keeps serving. Requests in flight finish on the guest they
-    started on, so none is dropped."""
+    refused and the running one keeps serving. The module is compiled in a child process, so
+    requests are served meanwhile; requests in flight finish on the guest they started on."""
 
-    def reload() -> None:
+    async def reload() -> None:
+        settings = runtime.settings
         try:
-            fresh = load_guest(runtime.settings)
-        except (ConfigError, GuestLoadError) as e:
-            log.error("SIGHUP: the new guest module was refused; the running one keeps serving: %s", e)
+            fresh = await Guest.load_isolated(
+                runtime.guest.engine,
+                settings.guest_module,
+                compile_timeout=settings.guest_compile_timeout,
+                pool_max=settings.guest_pool_max,
+                limits=settings.limits,
+                cache_dir=settings.cache_dir,
+                memory_total=settings.guest_memory_total,
+            )
+        except GuestLoadError as e:
+            log.error("SIGHUP: the new guest module was refused; the running one keeps serving: %s", printable(str(e)))
             return
-        runtime.guest = fresh
+        except Exception as e:  # a failure of ours or of the engine: still, never stop serving
+            log.error("SIGHUP: loading the new guest module failed; the running one keeps serving", exc_info=e)
+            return
+        finally:
+            runtime.reloading = False
+        old, runtime.guest = runtime.guest, fresh
+        old.retire()
         log.info("SIGHUP: guest module reloaded from %s", fresh.name)
 
+    def on_sighup() -> None:
+        if runtime.reloading:
+            log.warning("SIGHUP: a reload is already under way; this one is ignored")
+            return
+        runtime.reloading = True
+        task = asyncio.get_running_loop().create_task(reload())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
     try:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
     except (AttributeError, NotImplementedError, RuntimeError, ValueError):
         log.info("no SIGHUP here (not the main thread, or not POSIX): the guest module cannot be reloaded")
 
@@ -264,15 +343,20 @@ def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loaded = guest or load_guest(settings)
+        capability = Capability.from_schema_file(SCHEMA_DIR / "schema.sql", truncate=settings.allow_reset)
         database = Database(
             database_url,
+            admin_url=settings.database_admin_url,
             pool_min=settings.db_pool_min,
             pool_max=settings.db_pool_max,
             connect_timeout=settings.db_connect_timeout,
             acquire_timeout=settings.db_acquire_timeout,
+            statement_timeout=settings.db_statement_timeout,
+            lock_timeout=settings.db_lock_timeout,
+            guest_tables=frozenset(capability.tables),
         )
         await database.start()
-        runtime = app.state.runtime = Runtime(settings, loaded, database, app_metrics)
+        runtime = app.state.runtime = Runtime(settings, loaded, database, app_metrics, capability)
         watch_for_reload(runtime)
         app_metrics.engine.labels(loaded.engine.name).set(1)
         app_metrics.watch_pool(database.pool_sizes)

@@ -102,6 +102,7 @@ class EmbeddedMariaDB:
             if done.returncode != 0:
                 shutil.rmtree(self.datadir / "mysql", ignore_errors=True)
                 raise EmbeddedDatabaseError(f"mariadb-install-db failed:\n{done.stderr.decode(errors='replace')[-2000:]}")
+        (self._rundir / "no-files").mkdir(mode=0o700, exist_ok=True)
         self._process = subprocess.Popen(
             [
                 server,
@@ -114,6 +115,10 @@ class EmbeddedMariaDB:
                 "--bind-address=127.0.0.1",
                 f"--log-error={log_file}",
                 "--skip-name-resolve",
+                # No file reads or writes through SQL (LOAD_FILE, INTO OUTFILE, LOAD DATA) for
+                # anyone, should a user ever get the FILE privilege: the server runs as this user.
+                f"--secure-file-priv={self._rundir / 'no-files'}",
+                "--local-infile=0",
                 "--innodb-buffer-pool-size=64M",
                 "--max-connections=500",
                 *as_root,
@@ -139,10 +144,12 @@ class EmbeddedMariaDB:
                     ) from None
                 time.sleep(0.1)
                 continue
-            with conn:
-                conn.cursor().execute(
-                    f"CREATE DATABASE IF NOT EXISTS `{self.database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-                )
+            with conn, conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS `{self.database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+                # mariadb-install-db makes anonymous users, which anyone could log in as.
+                cur.execute("SELECT User, Host FROM mysql.user WHERE User = ''")
+                for user, host in cur.fetchall():
+                    cur.execute("DROP USER %s@%s", (user, host))
             return self.url
 
     def kill(self) -> None:

@@ -47,7 +47,19 @@ class Instance(ABC):
 
     def set_deadline(self, seconds: float | None) -> None:  # noqa: B027 (optional: a no-op by default)
         """Stop the guest if it runs `seconds` more (None: no deadline); a no-op where the
-        engine cannot interrupt a running guest."""
+        engine cannot interrupt a running guest (the guest is metered there instead)."""
+
+    @abstractmethod
+    def get_global(self, name: str) -> int:
+        """The value of an exported i32/i64 global (the instruction meter's counter)."""
+
+    @abstractmethod
+    def set_global(self, name: str, value: int) -> None:
+        """Sets an exported mutable i64 global."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Frees the instance and its memory now; it is not used again."""
 
     @abstractmethod
     def _read(self, ptr: int, length: int) -> bytes: ...
@@ -57,17 +69,28 @@ class Instance(ABC):
 
     def read(self, ptr: int, length: int) -> bytes:
         """Copies guest memory out; raises GuestMemoryError when the range is not inside it."""
-        self._check(ptr, length)
+        self.check(ptr, length)
         return self._read(ptr, length)
 
     def write(self, ptr: int, data: bytes) -> None:
         """Copies bytes into guest memory; raises GuestMemoryError when they would not fit."""
-        self._check(ptr, len(data))
+        self.check(ptr, len(data))
         self._write(ptr, data)
 
-    def _check(self, ptr: int, length: int) -> None:
+    def check(self, ptr: int, length: int) -> None:
+        """Raises GuestMemoryError unless `ptr..ptr+length` is inside the guest's memory."""
         if ptr < 0 or length < 0 or ptr + length > self.memory_size():
             raise GuestMemoryError(f"guest memory range {ptr}+{length} is outside its memory of {self.memory_size()} bytes")
+
+
+class InstanceLimits(NamedTuple):
+    """What an instance may hold, where the engine can enforce it itself (the module's own
+    declared maximums, capped at load, hold on every engine)."""
+
+    #: time for instantiation (the start function)
+    deadline_seconds: float
+    memory_bytes: int
+    table_elements: int
 
 
 class CompiledModule(ABC):
@@ -85,8 +108,9 @@ class CompiledModule(ABC):
     def exports(self) -> list[str]: ...
 
     @abstractmethod
-    def instantiate(self, host: Mapping[str, HostFunction]) -> Instance:
-        """Instantiates with `host` as the `host` module; raises GuestLoadError if that fails."""
+    def instantiate(self, host: Mapping[str, HostFunction], limits: InstanceLimits) -> Instance:
+        """Instantiates with `host` as the `host` module, its start function under the deadline;
+        raises GuestFault (LimitExceeded past the deadline) if that fails."""
 
 
 class Engine(ABC):
@@ -111,14 +135,26 @@ class Engine(ABC):
         before by this engine and version. Compiled code is native code: the cache directory
         must be as trusted as the service's own files. Each file carries a hash of its
         contents, checked before the engine sees it."""
-        if cache_dir is None:
-            return self.compile(wasm)
+        cached = self.cached(wasm, cache_dir)
+        if cached is not None:
+            return cached
+        module = self.compile(wasm)
+        self.keep(wasm, cache_dir, module)
+        return module
+
+    def _cache_path(self, wasm: bytes, cache_dir: Path) -> Path:
         key = hashlib.sha256(f"{self.name} {self.version}\n".encode() + wasm).hexdigest()
-        path = cache_dir / f"{key}.{self.name}"
+        return cache_dir / f"{key}.{self.name}"
+
+    def cached(self, wasm: bytes, cache_dir: Path | None) -> CompiledModule | None:
+        """The compiled code of `wasm` from the cache, or None."""
+        if cache_dir is None:
+            return None
+        path = self._cache_path(wasm, cache_dir)
         try:
             stored = path.read_bytes()
         except OSError:
-            stored = b""
+            return None
         digest, blob = stored[:32], stored[32:]
         if blob and hashlib.sha256(blob).digest() == digest:
             try:
@@ -128,7 +164,13 @@ class Engine(ABC):
             else:
                 log.info("guest module loaded compiled from %s", path)
                 return module
-        module = self.compile(wasm)
+        return None
+
+    def keep(self, wasm: bytes, cache_dir: Path | None, module: CompiledModule) -> None:
+        """Stores the compiled code of `wasm` in the cache."""
+        if cache_dir is None:
+            return
+        path = self._cache_path(wasm, cache_dir)
         try:
             cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -137,7 +179,6 @@ class Engine(ABC):
             temporary.replace(path)
         except OSError as e:
             log.info("compiled guest module not cached (%s)", e)
-        return module
 
 
 # --- wasmtime -------------------------------------------------------------------------------
@@ -178,8 +219,20 @@ class _WasmtimeInstance(Instance):
         return call
 
     def set_deadline(self, seconds: float | None) -> None:
-        ticks = _NO_DEADLINE_TICKS if seconds is None else max(1, math.ceil(seconds / _TICK_SECONDS)) + 1
-        self._store.set_epoch_deadline(ticks)
+        self._store.set_epoch_deadline(_ticks(seconds))
+
+    def get_global(self, name: str) -> int:
+        return int(self._exports[name].value(self._store))
+
+    def set_global(self, name: str, value: int) -> None:
+        self._exports[name].set_value(self._store, self._wasmtime.Val.i64(value))
+
+    def close(self) -> None:
+        # The store owns the instance and its memory: closing it frees them now, rather than
+        # whenever the garbage collector reaches this object.
+        self._keep.clear()
+        self._exports = self._memory = None
+        self._store.close()
 
     def memory_size(self) -> int:
         return int(self._memory.data_len(self._store))
@@ -290,10 +343,11 @@ class _WasmtimeModule(CompiledModule):
     def serialize(self) -> bytes:
         return bytes(self._module.serialize())
 
-    def instantiate(self, host: Mapping[str, HostFunction]) -> Instance:
+    def instantiate(self, host: Mapping[str, HostFunction], limits: InstanceLimits) -> Instance:
         wt = self._wasmtime
         store = wt.Store(self._engine)
-        store.set_epoch_deadline(_NO_DEADLINE_TICKS)
+        store.set_limits(memory_size=limits.memory_bytes, table_elements=limits.table_elements, instances=1, tables=4, memories=1)
+        store.set_epoch_deadline(_ticks(limits.deadline_seconds))
         types = {"i32": wt.ValType.i32(), "i64": wt.ValType.i64()}
         externs = []
         keep = []
@@ -311,8 +365,14 @@ class _WasmtimeModule(CompiledModule):
         try:
             instance = wt.Instance(store, self._module, externs)
         except (wt.Trap, wt.WasmtimeError) as e:
-            raise GuestLoadError(f"the guest could not be instantiated: {_first_line(e)}") from None
-        return _WasmtimeInstance(wt, store, instance, keep)
+            keep.clear()
+            store.close()
+            if getattr(e, "trap_code", None) == wt.TrapCode.INTERRUPT:
+                raise LimitExceeded("time", "the guest's start function ran past its time limit and was stopped") from None
+            raise GuestFault(f"the guest could not be instantiated: {_first_line(e)}") from None
+        result = _WasmtimeInstance(wt, store, instance, keep)
+        store.set_epoch_deadline(_NO_DEADLINE_TICKS)
+        return result
 
 
 class WasmtimeEngine(Engine):
@@ -348,6 +408,26 @@ class _WasmerInstance(Instance):
     def __init__(self, instance: Any) -> None:
         self._exports = instance.exports
         self._memory = instance.exports.memory
+        self._globals: dict[str, Any] = {}  # looked up once: the lookup costs more than the set
+
+    def _global(self, name: str) -> Any:
+        found = self._globals.get(name)
+        if found is None:
+            found = self._globals[name] = getattr(self._exports, name)
+        return found
+
+    def get_global(self, name: str) -> int:
+        return int(self._global(name).value)
+
+    def set_global(self, name: str, value: int) -> None:
+        self._global(name).value = value
+
+    def close(self) -> None:
+        # wasmer frees an instance when its last reference goes; the host functions' closures
+        # refer back to their GuestInstance, which drops its references to this one (a cycle
+        # through wasmer's objects, which the garbage collector cannot see into, is never freed).
+        self._exports = self._memory = None
+        self._globals.clear()
 
     def export(self, name: str) -> Export:
         func = getattr(self._exports, name)
@@ -388,7 +468,9 @@ class _WasmerModule(CompiledModule):
     def serialize(self) -> bytes:
         return bytes(self._module.serialize())
 
-    def instantiate(self, host: Mapping[str, HostFunction]) -> Instance:
+    def instantiate(self, host: Mapping[str, HostFunction], limits: InstanceLimits) -> Instance:
+        # wasmer has no deadline and no store limits: the module is metered (its start function
+        # included) and its memories and tables are capped in the module itself.
         w = self._wasmer
         types = {"i32": w.Type.I32, "i64": w.Type.I64}
         functions = {}
@@ -403,7 +485,7 @@ class _WasmerModule(CompiledModule):
         try:
             instance = w.Instance(self._module, imports)
         except (RuntimeError, TypeError) as e:
-            raise GuestLoadError(f"the guest could not be instantiated: {_first_line(e)}") from None
+            raise GuestFault(f"the guest could not be instantiated: {_first_line(e)}") from None
         return _WasmerInstance(instance)
 
 
@@ -426,6 +508,10 @@ class WasmerEngine(Engine):
 
     def deserialize(self, blob: bytes) -> CompiledModule:
         return _WasmerModule(self._wasmer, self._store, self._wasmer.Module.deserialize(self._store, blob))
+
+
+def _ticks(seconds: float | None) -> int:
+    return _NO_DEADLINE_TICKS if seconds is None else max(1, math.ceil(seconds / _TICK_SECONDS)) + 1
 
 
 def _tick(engine: Any) -> None:

@@ -25,6 +25,8 @@ class LimitExceeded(GuestFault):
     def __init__(self, limit: str, message: str) -> None:
         super().__init__(message)
         self.limit = limit
+        #: whether changes the invocation had committed before it was stopped were kept
+        self.kept_changes = False
 
 
 class GuestMemoryError(GuestFault):

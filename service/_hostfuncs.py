@@ -1,8 +1,11 @@
 """What the guest's database imports do: one session per invocation, results as JSON bytes.
 
-`HostSession.call` is handed each suspended import (guest/ABI.md) by `Guest.invoke`. It takes a
-connection at the first database call and gives it back in `close`, rolling back whatever
-transaction the guest left open.
+`HostSession.call` is handed each suspended import (guest/ABI.md) by `Guest.invoke`. Every
+statement is checked and rendered by `_sql` before it is sent; rows are read from the server as
+they come and stopped at the result limits. The session takes a connection at the first
+database call and gives it back in `close`, rolling back whatever transaction the guest left
+open; a connection whose state is unknown (a timeout, a cancelled request, a result cut short)
+is dropped and its server session killed.
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ import logging
 import time
 from typing import Any
 
-from ._capability import StatementRefused, check_statement
-from ._database import Database
+from ._database import Connection, Database
 from ._errors import DatabaseError, GuestFault, LimitExceeded
-from ._observability import Metrics
+from ._observability import Metrics, printable
+from ._sql import Capability, Statement, StatementRefused
 
 guest_log = logging.getLogger("service.guest.log")
 
 _OK = b'{"ok":true}'
 _OPERATIONS = frozenset({"query", "execute", "begin", "commit", "rollback"})
+_WRITES = frozenset({"insert", "update", "delete", "truncate"})
 
 
 def _json_default(value: Any) -> Any:
@@ -44,29 +48,52 @@ def _error(kind: str, code: int, message: str) -> bytes:
 class HostSession:
     """The database side of one guest invocation."""
 
-    __slots__ = ("_db", "_conn", "_broken", "_max_result_bytes", "_max_result_rows", "_request_id", "_metrics")
+    __slots__ = (
+        "_db",
+        "_capability",
+        "_conn",
+        "_broken",
+        "_max_result_bytes",
+        "_max_result_rows",
+        "_check_budget",
+        "_check_seconds",
+        "_request_id",
+        "_metrics",
+        "_in_transaction",
+        "_pending_writes",
+        "kept_changes",
+    )
 
     def __init__(
         self,
         db: Database,
+        capability: Capability,
         *,
         max_result_bytes: int,
         max_result_rows: int = 100_000,
+        check_budget: float = 1.0,
         request_id: str = "-",
         metrics: Metrics | None = None,
     ) -> None:
         self._db = db
-        self._conn: Any = None
+        self._capability = capability
+        self._conn: Connection | None = None
         self._broken = False
         self._max_result_bytes = max_result_bytes
         self._max_result_rows = max_result_rows
+        self._check_budget = check_budget
+        self._check_seconds = 0.0
         self._request_id = request_id
         self._metrics = metrics
+        self._in_transaction = False
+        self._pending_writes = False
+        #: whether a change the guest made was committed (autocommitted, or by its COMMIT)
+        self.kept_changes = False
 
     async def call(self, operation: str, payload: bytes) -> bytes:
         """Runs one suspended import. A database failure becomes an error result for the guest;
-        a statement outside the guest's capability raises GuestFault, a result over a limit
-        LimitExceeded: both stop the invocation."""
+        a statement outside the guest's capability raises GuestFault, a result or check over a
+        limit LimitExceeded: both stop the invocation."""
         if self._metrics is None:
             return await self._call(operation, payload)
         started = time.perf_counter()
@@ -79,40 +106,46 @@ class HostSession:
             metrics.labelled(metrics.host_call_seconds, function).observe(time.perf_counter() - started)
 
     async def _call(self, operation: str, payload: bytes) -> bytes:
+        db = self._db
         try:
             if operation in ("query", "execute"):
-                sql, params, json_rows = self._statement(payload)
+                statement, sql, json_rows = self._statement(payload)
+                if statement.kind == "truncate":
+                    await db.reset(sql)  # as the administrator: the guest's user may not empty tables
+                    self.kept_changes = True
+                    return b'{"rows_affected":0,"last_insert_id":0}'
                 conn = await self._connection()
                 if operation == "query":
-                    rows = await Database.query(conn, sql, params)
-                    if len(rows) > self._max_result_rows:
-                        message = f"a query returned {len(rows)} rows, over the limit of {self._max_result_rows}"
-                        raise LimitExceeded("result_rows", message)
-                    result = _json_rows(rows) if json_rows else _rows(rows)
-                    if len(result) > self._max_result_bytes:
-                        message = f"a query returned {len(result)} bytes, over the limit of {self._max_result_bytes}"
-                        raise LimitExceeded("result_bytes", message)
-                    return result
-                matched, last_id = await Database.execute(conn, sql, params)
+                    return await self._query(conn, sql, json_rows)
+                matched, last_id = await db.execute(conn, sql)
+                if statement.kind in _WRITES and matched:
+                    if self._in_transaction:
+                        self._pending_writes = True
+                    else:
+                        self.kept_changes = True
                 return b'{"rows_affected":%d,"last_insert_id":%d}' % (matched, last_id)
+            if operation not in ("begin", "commit", "rollback"):
+                return _error("invalid", 0, f"unknown operation {operation!r}")
             conn = await self._connection()
             if operation == "begin":
-                await Database.begin(conn)
+                await db.begin(conn)
+                self._in_transaction, self._pending_writes = True, False
             elif operation == "commit":
-                await Database.commit(conn)
-            elif operation == "rollback":
-                await Database.rollback(conn)
+                await db.commit(conn)
+                self.kept_changes = self.kept_changes or self._pending_writes
+                self._in_transaction = self._pending_writes = False
             else:
-                return _error("invalid", 0, f"unknown operation {operation!r}")
+                await db.rollback(conn)
+                self._in_transaction = self._pending_writes = False
             return _OK
         except _InvalidStatement as e:
             return _error("invalid", 0, str(e))
         except DatabaseError as e:
-            if e.kind == "unavailable":
+            if e.kind in ("unavailable", "timeout"):
                 self._broken = True
             return _error(e.kind, e.code, e.message)
 
-    def _statement(self, payload: bytes) -> tuple[str, list[Any], bool]:
+    def _statement(self, payload: bytes) -> tuple[Statement, str, bool]:
         try:
             statement = json.loads(payload)
             sql, params = statement["sql"], statement["params"]
@@ -121,15 +154,42 @@ class HostSession:
             raise _InvalidStatement('a statement must be JSON {"sql": ..., "params": [...]}') from None
         if not isinstance(sql, str) or not isinstance(params, list) or not isinstance(json_rows, bool):
             raise _InvalidStatement("sql must be a string, params an array and json_rows true or false")
-        if any(isinstance(p, (dict, list)) for p in params):
-            raise _InvalidStatement("parameters must be numbers, strings, booleans or null")
+        started = time.perf_counter()
         try:
-            check_statement(sql)
+            checked = self._capability.check(sql)
+            text = checked.bind(params)
         except StatementRefused as e:
             raise GuestFault(f"the guest sent a statement it may not run ({e}): {sql[:200]!r}") from None
-        return sql, params, json_rows
+        finally:
+            # Checking a statement the host has not seen before is work the guest asked for.
+            self._check_seconds += time.perf_counter() - started
+            if self._check_seconds > self._check_budget:
+                raise LimitExceeded(
+                    "time", f"checking the guest's statements took more than {self._check_budget:g} s (GUEST_TIME_LIMIT_MS)"
+                )
+        return checked, text, json_rows
 
-    async def _connection(self) -> Any:
+    async def _query(self, conn: Connection, sql: str, json_rows: bool) -> bytes:
+        parts: list[bytes] = []
+        count = size = 0
+        max_rows, max_bytes = self._max_result_rows, self._max_result_bytes
+
+        def take(rows: list[tuple[Any, ...]]) -> None:
+            nonlocal count, size
+            count += len(rows)
+            if count > max_rows:
+                raise LimitExceeded("result_rows", f"a query returned more than {max_rows} rows, the limit (MAX_RESULT_ROWS)")
+            for row in rows:
+                cell = _json_row(row) if json_rows else _row(row)
+                size += len(cell) + 1
+                parts.append(cell)
+            if size > max_bytes:
+                raise LimitExceeded("result_bytes", f"a query returned more than {max_bytes} bytes, the limit (MAX_RESULT_BYTES)")
+
+        await self._db.query(conn, sql, take)
+        return b'{"rows":[' + b",".join(parts) + b"]}"
+
+    async def _connection(self) -> Connection:
         if self._conn is None:
             self._conn = await self._db.acquire()
         return self._conn
@@ -137,37 +197,37 @@ class HostSession:
     def log(self, level: int, message: str) -> None:
         if self._metrics is not None:
             self._metrics.labelled(self._metrics.host_calls, "log").inc()
-        guest_log.log(level if level in (10, 20, 30, 40, 50) else logging.INFO, "[%s] %s", self._request_id, message)
+        guest_log.log(level if level in (10, 20, 30, 40, 50) else logging.INFO, "[%s] %s", self._request_id, printable(message))
 
-    async def close(self) -> None:
-        """Gives the connection back; an open transaction is rolled back first."""
+    async def close(self, *, broken: bool = False) -> None:
+        """Gives the connection back; an open transaction is rolled back (the connection is closed
+        and its session killed). `broken`: the invocation did not end cleanly, so drop it."""
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            await self._db.release(conn, broken=self._broken)
+            self._db.release(conn, broken=broken or self._broken)
 
 
 class _InvalidStatement(Exception):
     pass
 
 
-def _rows(rows: list[tuple[Any, ...]]) -> bytes:
-    return json.dumps({"rows": rows}, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
+def _row(row: tuple[Any, ...]) -> bytes:
+    try:
+        return json.dumps(row, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as e:
+        raise _InvalidStatement(f"a row cannot be sent to the guest: {e}") from None
 
 
-def _json_rows(rows: list[tuple[Any, ...]]) -> bytes:
-    """Rows that MariaDB already made JSON (one column each, from JSON_ARRAY or JSON_OBJECT),
-    spliced in as they are: the host touches no value, and the guest parses them."""
-    parts = []
-    for row in rows:
-        if len(row) != 1:
-            raise _InvalidStatement(f"json_rows needs one column per row, and a row has {len(row)}")
-        cell = row[0]
-        if isinstance(cell, str):
-            parts.append(cell.encode())
-        elif isinstance(cell, (bytes, bytearray)):
-            parts.append(bytes(cell))
-        elif cell is None:
-            parts.append(b"null")
-        else:
-            raise _InvalidStatement(f"json_rows needs JSON text in each row, and a row holds {type(cell).__name__}")
-    return b'{"rows":[' + b",".join(parts) + b"]}"
+def _json_row(row: tuple[Any, ...]) -> bytes:
+    """A row that MariaDB already made JSON (one column, from JSON_ARRAY), spliced in as it is:
+    the host touches no value, and the guest parses it."""
+    if len(row) != 1:
+        raise _InvalidStatement(f"json_rows needs one column per row, and a row has {len(row)}")
+    cell = row[0]
+    if isinstance(cell, str):
+        return cell.encode()
+    if isinstance(cell, (bytes, bytearray)):
+        return bytes(cell)
+    if cell is None:
+        return b"null"
+    raise _InvalidStatement(f"json_rows needs JSON text in each row, and a row holds {type(cell).__name__}")

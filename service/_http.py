@@ -19,6 +19,9 @@ from starlette.types import Receive
 
 from ._errors import LimitExceeded, ServiceError
 
+# Limits that say the service is overloaded rather than that the guest misbehaved.
+TRANSIENT_LIMITS = frozenset({"request_time", "memory_total"})
+
 log = logging.getLogger("service")
 
 # The original answers every response with these, so a page from another origin works.
@@ -26,13 +29,16 @@ CORS_HEADERS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
     (b"access-control-allow-headers", b"api,Keep-Alive,User-Agent,Content-Type"),
+    # No answer is ever sniffed into something else (an echoed body into a page, say).
+    (b"x-content-type-options", b"nosniff"),
 ]
 # The REST API has more methods, and headers a page from another origin may want to read.
 REST_CORS_HEADERS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-allow-methods", b"GET, POST, PUT, PATCH, DELETE, OPTIONS"),
     (b"access-control-allow-headers", b"api,Keep-Alive,User-Agent,Content-Type"),
-    (b"access-control-expose-headers", b"Location, Server-Timing, X-Wasm-Engine, X-Request-ID"),
+    (b"access-control-expose-headers", b"Location, Server-Timing, X-Wasm-Engine, X-Request-ID, Retry-After"),
+    (b"x-content-type-options", b"nosniff"),
 ]
 
 
@@ -92,11 +98,18 @@ async def guest_fault(request: Request, exc: Exception) -> Response:
 
 
 async def limit_exceeded(request: Request, exc: Exception) -> Response:
+    """500 when the guest went over one of its own limits; 503 with Retry-After when the service
+    is overloaded (the whole request ran too long, or the guests' memory in all is used up)."""
     assert isinstance(exc, LimitExceeded)
     error_id = uuid.uuid4().hex[:12]
     log.warning("limit %s exceeded (%s) on %s %s: %s", exc.limit, error_id, request.method, request.url.path, exc)
-    message = f"{exc}; the request was stopped and nothing it did was kept (error id {error_id})"
-    return error_response(request, 500, "limit_exceeded", message, limit=exc.limit, error_id=error_id)
+    kept = "changes it had already committed were kept, the rest rolled back" if exc.kept_changes else "nothing it did was kept"
+    message = f"{exc}; the request was stopped and {kept} (error id {error_id})"
+    status = 503 if exc.limit in TRANSIENT_LIMITS else 500
+    response = error_response(request, status, "limit_exceeded", message, limit=exc.limit, error_id=error_id)
+    if status == 503:
+        response.headers["retry-after"] = "1"
+    return response
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:

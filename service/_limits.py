@@ -1,4 +1,7 @@
-"""The limits of one guest invocation, from the settings (GUEST_*, MAX_*)."""
+"""The limits of one guest invocation, from the settings (GUEST_*, MAX_*, REQUEST_TIMEOUT).
+
+Each default is written here once; `Settings` reads the environment variable named beside it.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,24 @@ from dataclasses import dataclass
 class Limits:
     """What one invocation may use; going over stops it (LimitExceeded)."""
 
-    #: time running in the guest, not counting database waits (enforced where the engine can)
+    #: GUEST_TIME_LIMIT_MS: time running in the guest, not counting database waits; stopped by
+    #: epoch interruption on wasmtime and by the injected instruction meter on wasmer
     time_seconds: float = 1.0
-    #: the guest's linear memory, written into the module as its maximum
+    #: REQUEST_TIMEOUT: the whole invocation, database waits included
+    request_seconds: float = 10.0
+    #: GUEST_MEMORY_LIMIT_MB: the guest's linear memory, written into the module as its maximum
     memory_bytes: int = 64 * 1024 * 1024
-    #: calls to host functions (database statements and log lines)
+    #: GUEST_TABLE_LIMIT: elements of each table, written into the module as its maximum
+    table_elements: int = 10_000
+    #: GUEST_MAX_HOST_CALLS: calls to host functions (database statements and log lines)
     host_calls: int = 200
-    #: the size of one statement the guest hands the host
+    #: MAX_STATEMENT_BYTES: the size of one statement (SQL text and values) the guest hands the host
     statement_bytes: int = 8 * 1024 * 1024
-    #: the size of the guest's response
+    #: MAX_RESULT_ROWS: rows one query may return into the guest
+    result_rows: int = 100_000
+    #: MAX_RESULT_BYTES: bytes one query may return into the guest
+    result_bytes: int = 32 * 1024 * 1024
+    #: MAX_RESPONSE_BYTES: the size of the guest's response
     response_bytes: int = 32 * 1024 * 1024
+    #: GUEST_LOG_BYTES: what the guest may log, in all, per invocation (the rest is dropped)
+    log_bytes: int = 16 * 1024

@@ -75,6 +75,15 @@ def route_of(scope: Scope) -> str:
     return str(path) if path is not None else "unmatched"
 
 
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators.
+_UNPRINTABLE = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
+
+
+def printable(text: str) -> str:
+    """`text` with every character that could end or forge a log line escaped (\\n as \\x0a)."""
+    return text.translate(_UNPRINTABLE) if not text.isprintable() else text
+
+
 # Where an endpoint leaves (guest seconds, database seconds) for the request's log line.
 TIMING_KEY = "service.timing"
 HeadersFor = Callable[[str], list[tuple[bytes, bytes]]]
@@ -121,6 +130,8 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
+            if scope.get("service.disconnected") and status == 500:
+                status = 499  # nginx's code for a client that closed the connection first
             request_id_var.reset(token)
             seconds = time.perf_counter() - started
             route = route_of(scope)
@@ -150,7 +161,7 @@ class RequestLog:
             access_log.info(
                 "%s %s %d %.3fms guest=%sms db=%sms request_id=%s",
                 scope["method"],
-                scope["path"],
+                printable(scope["path"]),
                 status,
                 seconds * 1000,
                 "-" if guest_ms is None else guest_ms,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ._errors import ConfigError
 from ._limits import Limits
@@ -28,20 +28,20 @@ class DatabaseURL:
     database: str
 
     @classmethod
-    def parse(cls, url: str) -> DatabaseURL:
+    def parse(cls, url: str, name: str = "DATABASE_URL") -> DatabaseURL:
         """Parses a DATABASE_URL; raises ConfigError saying what is wrong with it."""
         parts = urlsplit(url)
         if parts.scheme not in ("mysql", "mariadb"):
-            raise ConfigError(f"DATABASE_URL must start with mysql:// (got {parts.scheme or 'no'} scheme)")
+            raise ConfigError(f"{name} must start with mysql:// (got {parts.scheme or 'no'} scheme)")
         try:
             port = parts.port or 3306
         except ValueError:
-            raise ConfigError("DATABASE_URL has a port that is not a number") from None
+            raise ConfigError(f"{name} has a port that is not a number") from None
         database = unquote(parts.path.lstrip("/"))
         if not parts.hostname or not database or "/" in database:
-            raise ConfigError("DATABASE_URL must look like mysql://user:password@host:port/database")
+            raise ConfigError(f"{name} must look like mysql://user:password@host:port/database")
         if parts.query or parts.fragment:
-            raise ConfigError("DATABASE_URL takes no query string or fragment")
+            raise ConfigError(f"{name} takes no query string or fragment")
         return cls(
             host=parts.hostname,
             port=port,
@@ -57,48 +57,54 @@ class DatabaseURL:
     def redacted(self) -> str:
         return f"mysql://{self.user}:***@{self.host}:{self.port}/{self.database}"
 
+    def unredacted(self) -> str:
+        """The URL itself, password included (for a child process's environment only)."""
+        user, password, database = (quote(part, safe="") for part in (self.user, self.password, self.database))
+        return f"mysql://{user}:{password}@{self.host}:{self.port}/{database}"
+
+
+_LIMITS = Limits()
+_MB = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Settings:
     """Everything the service can be told; see the README's configuration table."""
 
+    #: the guest's statements run as this user, which should reach only the service's table
     database_url: DatabaseURL | None = None
+    #: schema work and /init's reset run as this user (default: database_url)
+    database_admin_url: DatabaseURL | None = None
     wasm_engine: str = "auto"
     allow_reset: bool = False
     db_pool_min: int = 0
     db_pool_max: int = 10
     db_connect_timeout: float = 5.0
     db_acquire_timeout: float = 10.0
+    #: MariaDB's max_statement_time for every guest statement, in seconds
+    db_statement_timeout: float = 5.0
+    #: how long a guest statement waits for a row or table lock, in whole seconds
+    db_lock_timeout: int = 3
     guest_pool_max: int = 64
+    #: guest memory of all instances of a process together (idle instances are dropped first)
+    guest_memory_total: int = 512 * _MB
     guest_module: Path | None = None
+    #: how long compiling a module loaded by SIGHUP may take
+    guest_compile_timeout: float = 60.0
     max_body_bytes: int = 1024 * 1024
-    max_statement_bytes: int = 8 * 1024 * 1024
-    max_result_bytes: int = 32 * 1024 * 1024
-    max_result_rows: int = 100_000
-    max_response_bytes: int = 32 * 1024 * 1024
-    guest_time_limit: float = 1.0
-    guest_memory_limit: int = 64 * 1024 * 1024
-    guest_max_host_calls: int = 200
+    limits: Limits = _LIMITS
     data_dir: Path = Path(".data")
     #: where compiled guest code is kept between starts; None: no cache
     cache_dir: Path | None = None
     log_level: str = "INFO"
     log_format: str = "text"
 
-    def guest_limits(self) -> Limits:
-        return Limits(
-            time_seconds=self.guest_time_limit,
-            memory_bytes=self.guest_memory_limit,
-            host_calls=self.guest_max_host_calls,
-            statement_bytes=self.max_statement_bytes,
-            response_bytes=self.max_response_bytes,
-        )
-
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Reads the settings; raises ConfigError naming the variable that is malformed."""
         env = os.environ if environ is None else environ
         url = env.get("DATABASE_URL", "").strip()
+        admin_url = env.get("DATABASE_ADMIN_URL", "").strip()
         engine = env.get("WASM_ENGINE", "auto").strip().lower()
         if engine not in ENGINES:
             raise ConfigError(f"WASM_ENGINE must be one of {', '.join(ENGINES)} (got {engine!r})")
@@ -109,23 +115,36 @@ class Settings:
         log_format = env.get("LOG_FORMAT", "text").strip().lower() or "text"
         if log_format not in ("text", "json"):
             raise ConfigError(f"LOG_FORMAT must be text or json (got {log_format!r})")
+        d = _LIMITS
+        limits = Limits(
+            time_seconds=_int(env, "GUEST_TIME_LIMIT_MS", round(d.time_seconds * 1000), minimum=1) / 1000,
+            request_seconds=_float(env, "REQUEST_TIMEOUT", d.request_seconds),
+            memory_bytes=_int(env, "GUEST_MEMORY_LIMIT_MB", d.memory_bytes // _MB, minimum=2) * _MB,
+            table_elements=_int(env, "GUEST_TABLE_LIMIT", d.table_elements, minimum=1),
+            host_calls=_int(env, "GUEST_MAX_HOST_CALLS", d.host_calls, minimum=1),
+            statement_bytes=_int(env, "MAX_STATEMENT_BYTES", d.statement_bytes, minimum=1024),
+            result_rows=_int(env, "MAX_RESULT_ROWS", d.result_rows, minimum=1),
+            result_bytes=_int(env, "MAX_RESULT_BYTES", d.result_bytes, minimum=1024),
+            response_bytes=_int(env, "MAX_RESPONSE_BYTES", d.response_bytes, minimum=1024),
+            log_bytes=_int(env, "GUEST_LOG_BYTES", d.log_bytes, minimum=0),
+        )
         settings = cls(
             database_url=DatabaseURL.parse(url) if url else None,
+            database_admin_url=DatabaseURL.parse(admin_url, "DATABASE_ADMIN_URL") if admin_url else None,
             wasm_engine=engine,
             allow_reset=_bool(env, "ORDERS_ALLOW_RESET", False),
-            db_pool_min=_int(env, "DB_POOL_MIN", 0, minimum=0),
-            db_pool_max=_int(env, "DB_POOL_MAX", 10, minimum=1),
-            db_connect_timeout=_float(env, "DB_CONNECT_TIMEOUT", 5.0),
-            db_acquire_timeout=_float(env, "DB_ACQUIRE_TIMEOUT", 10.0),
-            guest_pool_max=_int(env, "GUEST_POOL_MAX", 64, minimum=1),
+            db_pool_min=_int(env, "DB_POOL_MIN", cls.db_pool_min, minimum=0),
+            db_pool_max=_int(env, "DB_POOL_MAX", cls.db_pool_max, minimum=1),
+            db_connect_timeout=_float(env, "DB_CONNECT_TIMEOUT", cls.db_connect_timeout),
+            db_acquire_timeout=_float(env, "DB_ACQUIRE_TIMEOUT", cls.db_acquire_timeout),
+            db_statement_timeout=_float(env, "DB_STATEMENT_TIMEOUT", cls.db_statement_timeout),
+            db_lock_timeout=_int(env, "DB_LOCK_TIMEOUT", cls.db_lock_timeout, minimum=1),
+            guest_pool_max=_int(env, "GUEST_POOL_MAX", cls.guest_pool_max, minimum=1),
+            guest_memory_total=_int(env, "GUEST_MEMORY_TOTAL_MB", cls.guest_memory_total // _MB, minimum=2) * _MB,
             guest_module=Path(module) if module else None,
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, minimum=1),
-            max_result_bytes=_int(env, "MAX_RESULT_BYTES", 32 * 1024 * 1024, minimum=1024),
-            max_result_rows=_int(env, "MAX_RESULT_ROWS", 100_000, minimum=1),
-            max_response_bytes=_int(env, "MAX_RESPONSE_BYTES", 32 * 1024 * 1024, minimum=1024),
-            guest_time_limit=_int(env, "GUEST_TIME_LIMIT_MS", 1000, minimum=1) / 1000,
-            guest_memory_limit=_int(env, "GUEST_MEMORY_LIMIT_MB", 64, minimum=2) * 1024 * 1024,
-            guest_max_host_calls=_int(env, "GUEST_MAX_HOST_CALLS", 200, minimum=1),
+            guest_compile_timeout=_float(env, "GUEST_COMPILE_TIMEOUT", cls.guest_compile_timeout),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
+            limits=limits,
             data_dir=Path(env.get("ORDERS_DATA_DIR", "").strip() or ".data"),
             cache_dir=_cache_dir(env),
             log_level=log_level,
@@ -133,6 +152,8 @@ class Settings:
         )
         if settings.db_pool_min > settings.db_pool_max:
             raise ConfigError("DB_POOL_MIN must not be larger than DB_POOL_MAX")
+        if settings.guest_memory_total < limits.memory_bytes:
+            raise ConfigError("GUEST_MEMORY_TOTAL_MB must not be smaller than GUEST_MEMORY_LIMIT_MB")
         return settings
 
 

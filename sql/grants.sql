@@ -1,12 +1,17 @@
--- A least-privilege MariaDB user for the service (run once as an administrator, after
--- changing the password):   mariadb -u root -p < sql/grants.sql
--- then:                     DATABASE_URL=mysql://orders_app:<password>@<host>:3306/orders
+-- Least privilege for the service, in two users (run once as an administrator, after the schema,
+-- with your own passwords):
+--     mariadb -u root -p orders < sql/schema.sql
+--     mariadb -u root -p orders < sql/grants.sql
+-- then run the service with
+--     DATABASE_URL=mysql://orders_app:<password>@<host>:3306/orders
+--     DATABASE_ADMIN_URL=mysql://orders_admin:<password>@<host>:3306/orders
 --
--- The user reaches only the service's own table. SELECT, INSERT, UPDATE and DELETE are what the
--- guest's statements need; CREATE lets the service apply sql/schema.sql at startup (CREATE TABLE
--- IF NOT EXISTS); DROP is what TRUNCATE needs, used only by /init with ORDERS_ALLOW_RESET on:
--- leave it out where resets are off. No FILE, PROCESS, SUPER or GRANT OPTION, and no other
--- schema. The host refuses other statements before they reach the server (README, "Limits").
-CREATE DATABASE IF NOT EXISTS `orders` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+-- orders_app runs the guest's statements: it can read and change the rows of the orders table
+-- and nothing else (no other table or schema, no FILE, PROCESS, SUPER, CREATE, DROP or GRANT).
+-- orders_admin is what the service itself uses for the schema (CREATE TABLE IF NOT EXISTS at
+-- startup) and for /init's reset (TRUNCATE needs DROP) when ORDERS_ALLOW_RESET is on.
+-- docker-compose.yml runs this file, with these demo passwords, when the database is created.
 CREATE USER IF NOT EXISTS 'orders_app'@'%' IDENTIFIED BY 'change-me';
-GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP ON `orders`.`orders` TO 'orders_app'@'%';
+GRANT SELECT, INSERT, UPDATE, DELETE ON `orders`.`orders` TO 'orders_app'@'%';
+CREATE USER IF NOT EXISTS 'orders_admin'@'%' IDENTIFIED BY 'change-me-too';
+GRANT CREATE, DROP, ALTER, INDEX, SELECT ON `orders`.* TO 'orders_admin'@'%';

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pymysql
 import pytest
 
 from service import EmbeddedMariaDB, available_engines
+from service._database import prepare_guest_user
 from service._embedded import free_port
 from service._settings import DatabaseURL
 
@@ -73,8 +75,16 @@ def make_database(mariadb: EmbeddedMariaDB, name: str) -> Db:
 
 
 def url_of(db: Db) -> str:
-    u = db.url
-    return f"mysql://{u.user}:{u.password}@{u.host}:{u.port}/{u.database}"
+    return db.url.unredacted()
+
+
+def least_privilege(db: Db) -> dict[str, str]:
+    """The environment of a service whose guest statements run as a user of `db`'s own that can
+    reach only the orders table (as `python -m service` sets up its private server), and whose
+    schema work runs as the administrator of `db`."""
+    user = f"app_{db.url.database}"[:32]
+    guest = prepare_guest_user(db.url, user, "127.0.0.1", secrets.token_urlsafe(16), ["orders"])
+    return {"DATABASE_URL": guest.unredacted(), "DATABASE_ADMIN_URL": url_of(db)}
 
 
 class Service:
@@ -152,8 +162,9 @@ def service_db(mariadb: EmbeddedMariaDB, engine: str) -> Db:
 
 @pytest.fixture(scope="session")
 def service(service_db: Db, engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """The service on one engine, with ORDERS_ALLOW_RESET on, as in the README's demo."""
-    env = {"DATABASE_URL": url_of(service_db), "WASM_ENGINE": engine, "ORDERS_ALLOW_RESET": "1"}
+    """The service on one engine, with ORDERS_ALLOW_RESET on, as in the README's demo, its guest's
+    statements running as a user that can reach only the orders table."""
+    env = {**least_privilege(service_db), "WASM_ENGINE": engine, "ORDERS_ALLOW_RESET": "1"}
     svc = Service(env, tmp_path_factory.mktemp(f"service-{engine}") / "service.log")
     yield svc
     svc.stop()

@@ -230,7 +230,23 @@ def test_update_of_a_missing_order_is_404(client: httpx.Client, service_db: Db) 
 
 @pytest.mark.parametrize(
     "params, status",
-    [({}, 400), ({"id": "abc"}, 400), ({"id": ""}, 400), ({"id": "1.5"}, 400), ({"id": "99"}, 404), ({"id": "-1"}, 404)],
+    [
+        ({}, 400),
+        ({"id": "abc"}, 400),
+        ({"id": ""}, 400),
+        ({"id": "1.5"}, 400),
+        ({"id": "99"}, 404),
+        ({"id": "0"}, 404),
+        ({"id": "2147483648"}, 404),
+        # an id is written one way only: no sign, no spaces of any kind, no leading zeros
+        ({"id": "-1"}, 400),
+        ({"id": "+1"}, 400),
+        ({"id": "01"}, 400),
+        ({"id": " 1"}, 400),
+        ({"id": "1\u00a0"}, 400),
+        ({"id": "\u20071"}, 400),
+        ({"id": "１"}, 400),
+    ],
 )
 def test_bad_delete(client: httpx.Client, service_db: Db, params: dict[str, str], status: int) -> None:
     client.post("/create_order", json=ORDER)

@@ -47,15 +47,27 @@ def test_compose_file_is_valid_and_has_the_demo_shape() -> None:
     assert {"published": 8080, "target": 8080} in server["ports"]
     assert server["environment"]["ORDERS_ALLOW_RESET"] == "1"
     assert server["restart"] == db["restart"] == "unless-stopped"
-    url = DatabaseURL.parse(server["environment"]["DATABASE_URL"])
     env = db["environment"]
-    assert (url.host, url.port, url.user, url.password, url.database) == (
+    admin = DatabaseURL.parse(server["environment"]["DATABASE_ADMIN_URL"])
+    assert (admin.host, admin.port, admin.user, admin.password, admin.database) == (
         "db",
         3306,
         env["MARIADB_USER"],
         env["MARIADB_PASSWORD"],
         env["MARIADB_DATABASE"],
     )
+    # The guest's statements run as the least-privileged user that sql/grants.sql creates, which
+    # the image's entrypoint runs after the schema when the database is first created.
+    guest = DatabaseURL.parse(server["environment"]["DATABASE_URL"])
+    grants = (ROOT / "sql" / "grants.sql").read_text()
+    assert (guest.host, guest.database) == ("db", env["MARIADB_DATABASE"])
+    assert f"CREATE USER IF NOT EXISTS '{guest.user}'@'%' IDENTIFIED BY '{guest.password}'" in grants
+    init = sorted(v.split(":")[1] for v in db["volumes"][1:])
+    assert init == ["/docker-entrypoint-initdb.d/01-schema.sql", "/docker-entrypoint-initdb.d/02-grants.sql"]
+    assert [v.split(":")[0] for v in sorted(db["volumes"][1:], key=lambda v: v.split(":")[1])] == [
+        str(ROOT / "sql" / "schema.sql"),
+        str(ROOT / "sql" / "grants.sql"),
+    ]
 
 
 def test_dockerfile_builds_the_guest_and_runs_as_a_user() -> None:

@@ -69,10 +69,32 @@ def test_paging(client: httpx.Client) -> None:
     assert client.get("/api/orders", params={"limit": 500, "offset": 1000}).json()["items"] == []
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"limit": "ten"}, {"offset": -1}, {"offset": "x"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 501},
+        {"limit": "ten"},
+        {"offset": -1},
+        {"offset": "x"},
+        {"limit": "+5"},
+        {"limit": "05"},
+        {"offset": " 1"},
+        {"offset": "1\u00a0"},
+    ],
+)
 def test_bad_paging_is_400(client: httpx.Client, params: dict[str, Any]) -> None:
     body = problem(client.get("/api/orders", params=params), 400)
     assert fields(body) == list(params)
+
+
+@pytest.mark.parametrize("raw", ["01", "+1", "%201", "1%20", "%C2%A01", "1.0", "-1", "0x1"])
+def test_an_id_written_any_other_way_names_no_order(client: httpx.Client, raw: str) -> None:
+    assert client.post("/api/orders", json={**ORDER, "order_id": 1}).status_code == 201
+    assert client.get("/api/orders/1").status_code == 200
+    assert problem(client.get(f"/api/orders/{raw}"), 404)["status"] == 404
+    assert problem(client.delete(f"/api/orders/{raw}"), 404)["status"] == 404
+    assert client.get("/api/orders/1").status_code == 200
 
 
 def test_every_invalid_field_at_once_and_nothing_written(client: httpx.Client, service_db: Db) -> None:
@@ -148,11 +170,16 @@ def test_legacy_and_rest_agree(client: httpx.Client) -> None:
     assert legacy.json()["error"]["message"] == rest.json()["detail"]
 
 
-def test_when_the_database_runs_out_of_ids(client: httpx.Client, service_db: Db) -> None:
+def test_one_client_cannot_use_up_the_ids(client: httpx.Client, service_db: Db) -> None:
+    """An order with the largest id moves MariaDB's AUTO_INCREMENT to its end for good; orders
+    without an id then take the lowest free ones, before and after that order is deleted."""
     assert client.post("/api/orders", json={**ORDER, "order_id": 2147483647}).status_code == 201
-    body = problem(client.post("/api/orders", json=ORDER), 409)
-    assert fields(body) == ["order_id"]
-    legacy = client.post("/create_order", json=ORDER)
-    assert (legacy.status_code, legacy.json()["error"]["code"]) == (409, "order_ids_exhausted")
-    assert client.post("/api/orders", json={**ORDER, "order_id": 5}).status_code == 201
-    assert service_db.rows("SELECT order_id FROM orders") == [(5,), (2147483647,)]
+    assert client.post("/api/orders", json={**ORDER, "order_id": 2}).status_code == 201
+    assert client.post("/api/orders", json=ORDER).json()["order_id"] == 1
+    assert client.post("/create_order", json=ORDER).json() == {"status": True}  # 3
+    assert client.post("/create_orders", json=[ORDER, {**ORDER, "order_id": 7}, ORDER]).json() == {"status": True}
+    assert client.delete("/api/orders/2147483647").status_code == 204
+    assert client.post("/api/orders", json=ORDER).json()["order_id"] in (2147483647, 6)
+    ids = [row[0] for row in service_db.rows("SELECT order_id FROM orders")]
+    assert ids[:6] == [1, 2, 3, 4, 5, 6] or ids[:5] == [1, 2, 3, 4, 5]
+    assert 7 in ids and len(ids) == len(set(ids)) == 7

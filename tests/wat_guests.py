@@ -15,14 +15,17 @@ import wasmtime
 from service import Guest, load_engine
 from service._database import Database
 from service._hostfuncs import HostSession
+from service._sql import Capability
 
-from .conftest import Db
+from .conftest import ROOT, Db
+
+CAPABILITY = Capability.from_schema_file(ROOT / "sql" / "schema.sql")
 
 T = TypeVar("T")
 OK_RESPONSE = '{"status":200,"content_type":"application/json"}\n{"status":true}'
 INSERT = json.dumps(
     {
-        "sql": "INSERT INTO orders (product_id, quantity, amount, shipping, tax, shipping_address) VALUES (%s, 1, 1, 1, 1, %s)",
+        "sql": "INSERT INTO orders (product_id, quantity, amount, shipping, tax, shipping_address) VALUES (?, 1, 1, 1, 1, ?)",
         "params": [42, "from a hostile guest"],
     }
 )
@@ -36,8 +39,8 @@ def wat_string(text: str) -> str:
     return '"' + "".join(f"\\{b:02x}" for b in text.encode()) + '"'
 
 
-def wat_guest(handle_body: str, *, abi: int = 2, extra: str = "", data: str = OK_RESPONSE) -> str:
-    """A minimal guest of ABI version 2 (guest/ABI.md): bump allocator, a response at 1024, a
+def wat_guest(handle_body: str, *, abi: int = 3, extra: str = "", data: str = OK_RESPONSE) -> str:
+    """A minimal guest of ABI version 3 (guest/ABI.md): bump allocator, a response at 1024, a
     statement at 4096. `handle_body` is the body of `$serve (param $ptr i32) (param $len i32)
     (result i64)`; it makes database calls with `$db_query` / `$db_execute` (ptr, len) and
     `$db_begin` / `$db_commit` / `$db_rollback`, which suspend and return the host's result
@@ -119,6 +122,49 @@ def wat_guest(handle_body: str, *, abi: int = 2, extra: str = "", data: str = OK
 
 RESPOND = f"(i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const {len(OK_RESPONSE)}))"
 INSERT_LEN = len(INSERT)
+STATEMENT_AT = 8192
+ANSWER_AT = 32768
+ANSWER_HEAD = '{"status":200,"content_type":"application/json"}\n'
+
+
+def statement_guest(statement: dict[str, Any], *, call: str = "$db_query", before: str = "", after: str = "") -> str:
+    """A guest that hands the host `statement` (by `call`) and answers with the host's result as
+    its body; `before` and `after` are WAT run around the call."""
+    text = json.dumps(statement)
+    body = f"""
+    {before}
+    (local.set $result (call {call} (i32.const {STATEMENT_AT}) (i32.const {len(text.encode())})))
+    {after}
+    (call $copy (i32.const {ANSWER_AT + len(ANSWER_HEAD)})
+      (i32.wrap_i64 (i64.shr_u (local.get $result) (i64.const 32))) (i32.wrap_i64 (local.get $result)))
+    (i64.or (i64.shl (i64.const {ANSWER_AT}) (i64.const 32))
+      (i64.add (i64.const {len(ANSWER_HEAD)}) (i64.and (local.get $result) (i64.const 0xFFFFFFFF))))"""
+    wat = with_locals(wat_guest(body, extra=COPY), "(local $result i64)")
+    return with_data(with_data(wat, STATEMENT_AT, text), ANSWER_AT, ANSWER_HEAD)
+
+
+SERVE = "(func $serve (param $ptr i32) (param $len i32) (result i64)"
+
+
+def with_locals(wat: str, locals_: str) -> str:
+    """`wat` (from wat_guest) with `locals_` declared in `$serve`."""
+    return wat.replace(SERVE, f"{SERVE} {locals_}")
+
+
+def with_data(wat: str, address: int, text: str) -> str:
+    """`wat` (from wat_guest) with `text` at `address` of its memory."""
+    return wat.replace("(data (i32.const 4096)", f"(data (i32.const {address}) {wat_string(text)})\n  (data (i32.const 4096)")
+
+
+COPY = """
+  (func $copy (param $dst i32) (param $src i32) (param $n i32)
+    (block $done (loop $next
+      (br_if $done (i32.eqz (local.get $n)))
+      (i32.store8 (local.get $dst) (i32.load8_u (local.get $src)))
+      (local.set $dst (i32.add (local.get $dst) (i32.const 1)))
+      (local.set $src (i32.add (local.get $src) (i32.const 1)))
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (br $next))))"""
 
 
 def build(wat: str, tmp_path: Path, *, asyncify: bool = True) -> bytes:
@@ -129,7 +175,8 @@ def build(wat: str, tmp_path: Path, *, asyncify: bool = True) -> bytes:
         return raw.read_bytes()
     out = tmp_path / "guest.async.wasm"
     done = subprocess.run(
-        ["wasm-opt", "--asyncify", "--pass-arg=asyncify-imports@", "--pass-arg=asyncify-removelist@handle,resume"]
+        ["wasm-opt", "--enable-reference-types", "--enable-bulk-memory", "--asyncify", "--pass-arg=asyncify-imports@"]
+        + ["--pass-arg=asyncify-removelist@handle,resume"]
         + [str(raw), "-o", str(out)],
         check=True,
         capture_output=True,
@@ -152,11 +199,14 @@ def run(db: Db, work: Callable[[Database], Awaitable[T]]) -> T:
 
 
 async def invoke(guest: Guest, database: Database, request: bytes = b'{"op":"orders"}\n') -> Any:
-    session = HostSession(database, max_result_bytes=1 << 20)
+    session = HostSession(database, CAPABILITY, max_result_bytes=1 << 20)
+    clean = False
     try:
-        return await guest.invoke(request, session.call, session.log)
+        response = await guest.invoke(request, session.call, session.log)
+        clean = True
+        return response
     finally:
-        await session.close()
+        await session.close(broken=not clean)
 
 
 def load(engine_name: str, wasm: bytes) -> Guest:
