@@ -254,7 +254,7 @@ def micro(engine_name: str) -> dict[str, float]:
         return min(batches)
 
     def empty_call(cold: bool) -> float:
-        abi_version = guest._idle[0].raw.export("abi_version")
+        abi_version = guest._idle[0][0].raw.export("abi_version")
         batches = []
         for _ in range(7):
             spent = 0.0
@@ -274,9 +274,14 @@ def micro(engine_name: str) -> dict[str, float]:
         "empty_export_call_us": empty_call(cold=False),
         "empty_export_call_cold_us": empty_call(cold=True),
     }
+    # The instruction meter (written into the module where the engine has no deadline, wasmer):
+    # the same request on the module with and without it.
+    for metered in (False, True):
+        guest = Guest(engine, wasm, pool_max=4, metering=metered)
+        out[f"invocation_one_host_call_{'metered' if metered else 'unmetered'}_us"] = asyncio.run(per_call(get, 1000))
     started = time.perf_counter()
     for _ in range(100):
-        GuestInstance(guest)
+        GuestInstance(guest).close()
     out["instantiate_ms"] = (time.perf_counter() - started) / 100 * 1000
     timings = []
     for _ in range(3):

@@ -25,7 +25,7 @@ from ._engines import CompiledModule, Engine, Export, HostFunction, Instance, In
 from ._errors import GuestFault, GuestLoadError, LimitExceeded
 from ._limits import Limits
 from ._metering import FUEL_EXPORT, fuel_spent_trap, meter
-from ._wasm_binary import FuncType, ModuleInfo, cap_memory, cap_tables, inspect
+from ._wasm_binary import START_EXPORT, FuncType, ModuleInfo, cap_memory, cap_tables, defer_start, inspect
 
 log = logging.getLogger("service.guest")
 
@@ -210,6 +210,8 @@ class GuestInstance:
             self.dealloc = export("dealloc")
             setup = _Invocation(_no_host_call, _no_log, limits)
             self.memory = self.raw.memory_size()
+            if guest.has_start:  # the module's start function, taken out of instantiation
+                self._enter(setup, export(START_EXPORT))
             self.abi_version = self._enter(setup, self._abi_version)
             if self.abi_version != ABI_VERSION:
                 return  # Guest refuses it, naming both versions
@@ -375,9 +377,10 @@ def check_module(info: ModuleInfo, name: str) -> None:
 
 def prepare_module(wasm: bytes, name: str, limits: Limits, metered: bool) -> bytes:
     """The module as the host runs it: checked against the ABI, its memory and tables capped at
-    the limits, and metered if asked. Raises GuestLoadError."""
+    the limits, its start function made an export the host calls under the deadline, and
+    metered if asked. Raises GuestLoadError."""
     check_module(inspect(wasm), name)
-    prepared = cap_tables(cap_memory(wasm, limits.memory_bytes), limits.table_elements)
+    prepared = defer_start(cap_tables(cap_memory(wasm, limits.memory_bytes), limits.table_elements))
     if metered:
         prepared = meter(prepared, initial_fuel=int(limits.time_seconds * FUEL_PER_SECOND))
     return prepared
@@ -408,6 +411,7 @@ class Guest:
         self.limits = limits or Limits()
         self.metered = (not engine.enforces_deadline) if metering is None else metering
         self.compiled = compiled or engine.load(prepare_module(wasm, name, self.limits, self.metered), cache_dir)
+        self.has_start = START_EXPORT in self.compiled.exports
         self._pool_max = pool_max
         self._memory_total = memory_total
         self._idle: list[tuple[GuestInstance, float]] = []
@@ -466,7 +470,8 @@ class Guest:
         path = path or DEFAULT_MODULE
         limits = limits or Limits()
         metered = not engine.enforces_deadline
-        prepared = prepare_module(_read(path), str(path), limits, metered)
+        # Pure Python on bytes, and slow for a big module: in a thread, so the loop keeps serving.
+        prepared = await asyncio.to_thread(prepare_module, _read(path), str(path), limits, metered)
         compiled = await compile_isolated(engine, prepared, compile_timeout, cache_dir)
         return cls(engine, b"", name=str(path), pool_max=pool_max, limits=limits, memory_total=memory_total, compiled=compiled)
 

@@ -595,3 +595,29 @@ def cap_tables(wasm: bytes, max_elements: int) -> bytes:
         maximum = max_elements if table.maximum is None else min(table.maximum, max_elements)
         body += bytes([_REFERENCE_BYTES[table.element]]) + _limits_bytes(table.initial, maximum)
     return _rebuild(wasm, m, {_TABLE: bytes(body)})
+
+
+#: the name the start function is exported under once `defer_start` has taken it out of the start section
+START_EXPORT = "__orders_start"
+
+
+def defer_start(wasm: bytes) -> bytes:
+    """The module without a start section, its start function exported as START_EXPORT instead,
+    for the host to call right after instantiating it, as it calls any export: under the
+    deadline, with the meter's budget set and readable afterwards (an engine runs a start
+    function inside instantiation, where neither is possible everywhere). Raises GuestLoadError."""
+    m = _parse(wasm)
+    if m.start is None:
+        return wasm
+    if any(e.name == START_EXPORT for e in m.exports):
+        raise GuestLoadError(f"the guest module exports {START_EXPORT}, a name the host keeps for itself")
+    name = START_EXPORT.encode()
+    item = _leb(len(name)) + name + b"\x00" + _leb(m.start)
+    section = m.section(_EXPORT)
+    if section is None:
+        exports = b"\x01" + item
+    else:
+        count, pos = _read_leb(wasm, section.body)
+        exports = _leb(count + 1) + wasm[pos : section.end] + item
+    without_start = _Module(sections=[s for s in m.sections if s.id != _START])
+    return _rebuild(wasm, without_start, {_EXPORT: exports})

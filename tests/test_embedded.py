@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pymysql
 import pytest
 
 from .conftest import ROOT, Service
@@ -37,9 +38,21 @@ def run_embedded(data_dir: Path, log: Path) -> tuple[list[int], list[dict[str, o
         if svc.client.get("/orders").json() == []:
             assert svc.client.post("/create_order", json=ORDER).json() == {"status": True}
         listed = svc.client.get("/orders").json()
+        assert guest_sessions(svc) == {"orders_app"}
+        assert "can do more than the guest's statements need" not in svc.log()
     finally:
         svc.stop()
     return servers, listed
+
+
+def guest_sessions(svc: Service) -> set[str]:
+    """The users of the service's own sessions on its private server: the pool's connections
+    (the guest's statements) stay open between requests."""
+    line = next(line for line in svc.log().splitlines() if "private MariaDB server ready on 127.0.0.1:" in line)
+    port = int(line.split("127.0.0.1:")[1].split(";")[0])
+    with pymysql.connect(host="127.0.0.1", port=port, user="root", password="") as conn, conn.cursor() as cur:
+        cur.execute("SELECT USER FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon'")
+        return {row[0] for row in cur.fetchall()} - {"system user", "event_scheduler"}
 
 
 def test_the_service_runs_its_own_mariadb(tmp_path: Path) -> None:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from service._guest import DEFAULT_MODULE
 
-from .conftest import Db, Service, url_of
+from .conftest import Db, Service, least_privilege, url_of
 from .wat_guests import RESPOND, build, wat_guest
 
 
@@ -73,5 +76,123 @@ def test_a_module_of_another_abi_is_refused_on_reload(guest_db: Db, engine: str,
         svc.process.send_signal(signal.SIGHUP)
         wait_until(lambda: "speaks guest ABI version 7" in svc.log())
         assert svc.client.post("/echo", content=b"still the old one").content == b"still the old one"
+    finally:
+        svc.stop()
+
+
+LOOP = "(loop $forever (br $forever))"
+
+
+def refused_on_reload(svc: Service, module: Path, wasm: bytes, reason: str) -> str:
+    """Writes `wasm` as the module, sends SIGHUP, and returns the one log line refusing it."""
+    module.write_bytes(wasm)
+    svc.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: "the new guest module was refused" in svc.log())
+    line = next(line for line in svc.log().splitlines() if "the new guest module was refused" in line)
+    assert reason in line, line
+    return line
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda wat: wat.replace("(memory (export", f"(func $start {LOOP})\n  (start $start)\n  (memory (export"), "time limit"),
+        (
+            lambda wat: wat.replace(
+                '(func (export "abi_version") (result i32)', f'(func (export "abi_version") (result i32) {LOOP}'
+            ),
+            "time limit",
+        ),
+        (
+            lambda wat: wat.replace('(func (export "inbox") (result i64)', f'(func (export "inbox") (result i64) {LOOP}'),
+            "time limit",
+        ),
+        (
+            lambda wat: wat.replace(
+                '(func (export "abi_version") (result i32)', '(func (export "abi_version") (result i64)'
+            ).replace("(i32.const 3))", "(i64.const 3))", 1),
+            "exports abi_version as a func of type () -> (i64)",
+        ),
+        (lambda wat: wat.replace('(export "resume")', '(export "resum")'), "does not export resume"),
+    ],
+    ids=["start function loops", "abi_version loops", "inbox loops", "abi_version of the wrong type", "no resume"],
+)
+def test_a_module_that_cannot_start_is_refused_and_the_running_one_serves(
+    guest_db: Db, engine: str, tmp_path: Path, change: Any, reason: str
+) -> None:
+    module = tmp_path / "guest.wasm"
+    shutil.copy(DEFAULT_MODULE, module)
+    env = {"GUEST_MODULE": str(module), "WASM_ENGINE": engine, **least_privilege(guest_db), "GUEST_TIME_LIMIT_MS": "300"}
+    svc = Service(env, tmp_path / "service.log")
+    try:
+        wasm = build(change(wat_guest(RESPOND)), tmp_path)
+        started = time.monotonic()
+        refused_on_reload(svc, module, wasm, reason)
+        assert time.monotonic() - started < 10
+        assert svc.client.post("/echo", content=b"still the old one").content == b"still the old one"
+        assert svc.client.get("/healthz").status_code == 200
+    finally:
+        svc.stop()
+
+
+def slow_to_compile(tmp_path: Path) -> bytes:
+    """A valid guest with 2,000 large functions: a second or more of compiling."""
+    body = "(local.get 0)" + "(i32.add (i32.const 7)) (i32.mul (i32.const 3)) (i32.xor (local.get 0))" * 200
+    functions = "\n".join(f"(func $f{i} (param i32) (result i32) {body})" for i in range(2000))
+    return build(wat_guest(RESPOND, extra=functions), tmp_path)
+
+
+def test_compiling_a_new_module_blocks_no_request(guest_db: Db, engine: str, tmp_path: Path) -> None:
+    module = tmp_path / "guest.wasm"
+    shutil.copy(DEFAULT_MODULE, module)
+    env = {"GUEST_MODULE": str(module), "WASM_ENGINE": engine, **least_privilege(guest_db), "GUEST_CACHE_DIR": "off"}
+    svc = Service(env, tmp_path / "service.log")
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def keep_asking() -> None:
+        with httpx.Client(base_url=svc.base, timeout=30) as client:
+            while not stop.is_set():
+                started = time.monotonic()
+                client.post("/echo", content=b"ping")
+                latencies.append(time.monotonic() - started)
+                time.sleep(0.01)
+
+    asker = threading.Thread(target=keep_asking)
+    try:
+        slow = slow_to_compile(tmp_path)
+        asker.start()
+        wait_until(lambda: len(latencies) > 10)
+        module.write_bytes(slow)
+        started = time.monotonic()
+        svc.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: "guest module reloaded" in svc.log(), timeout=120)
+        reload_seconds = time.monotonic() - started
+        stop.set()
+        asker.join(30)
+        assert reload_seconds > 0.5  # it did take a while ...
+        assert max(latencies) < 0.5, f"a request waited {max(latencies):.2f} s during a {reload_seconds:.1f} s reload"
+        assert svc.client.post("/echo", content=b"x").json() == {"status": True}  # ... and the new one serves
+    finally:
+        stop.set()
+        svc.stop()
+
+
+def test_a_compile_past_its_time_is_stopped_and_refused(guest_db: Db, engine: str, tmp_path: Path) -> None:
+    module = tmp_path / "guest.wasm"
+    shutil.copy(DEFAULT_MODULE, module)
+    env = {
+        "GUEST_MODULE": str(module),
+        "WASM_ENGINE": engine,
+        **least_privilege(guest_db),
+        "GUEST_CACHE_DIR": "off",
+        "GUEST_COMPILE_TIMEOUT": "0.2",
+    }
+    svc = Service(env, tmp_path / "service.log")
+    try:
+        refused_on_reload(svc, module, slow_to_compile(tmp_path), "took more than 0.2 s (GUEST_COMPILE_TIMEOUT)")
+        assert svc.client.post("/echo", content=b"old").content == b"old"
+        time.sleep(0.5)
+        assert "python -m service._compile" not in os.popen("ps -eo args").read()  # the compiler was stopped
     finally:
         svc.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import functools
-import os
 import random
 import re
 import shutil
@@ -25,7 +24,7 @@ from service import Guest, GuestFault, GuestLoadError, available_engines, load_e
 from service._engines import Engine, HostFunction, Instance, InstanceLimits
 from service._guest import DEFAULT_MODULE, REQUIRED_EXPORTS
 from service._metering import CHECK_FUEL, FUEL_EXPORT, fuel_spent_trap, meter
-from service._wasm_binary import PAGE, FuncType, _leb, _read_leb, cap_memory, cap_tables, inspect
+from service._wasm_binary import PAGE, START_EXPORT, FuncType, _leb, _read_leb, cap_memory, cap_tables, defer_start, inspect
 
 ENGINES = available_engines()
 REAL_GUEST = DEFAULT_MODULE.read_bytes()
@@ -686,37 +685,33 @@ def test_the_real_guest_is_charged_no_less_than_it_runs() -> None:
     assert ran <= charged < 10 * ran
 
 
-@pytest.mark.skipif(not os.environ.get("METERING_BENCHMARK"), reason="a benchmark: METERING_BENCHMARK=1 pytest -s -k overhead")
+# --- the start function, taken out of instantiation -------------------------------------------------
+
+
 @pytest.mark.parametrize("engine_name", ENGINES)
-def test_metering_overhead(engine_name: str) -> None:
-    # `get` requests (one suspension each) in interleaved rounds, the best round of each kept:
-    # the module as built, the metered module with its budget set once (the checks alone), and
-    # Guest(metering=True), which also sets the budget before every entry into the guest.
-    guests = {
-        "plain": Guest(engine(engine_name), REAL_GUEST, pool_max=1, metering=False),
-        "checks": Guest(engine(engine_name), meter(REAL_GUEST, initial_fuel=1 << 62), pool_max=1, metering=False),
-        "metering=True": Guest(engine(engine_name), REAL_GUEST, pool_max=1, metering=True),
-    }
+def test_the_start_function_becomes_an_export_the_host_calls(engine_name: str) -> None:
+    original = module(
+        """(global $g (mut i32) (i32.const 0))
+        (func $start (global.set $g (i32.const 42)))
+        (start $start)
+        (func (export "value") (result i32) (global.get $g))"""
+    )
+    deferred = defer_start(original)
+    assert inspect(deferred).has_start is False
+    export = inspect(deferred).export(START_EXPORT)
+    assert export is not None and export.kind == "func" and export.type == FuncType((), ())
+    assert defer_start(deferred) == deferred
+    assert defer_start(module("")) == module("")  # no start function: unchanged
+    instance = instantiate(engine_name, meter(deferred, initial_fuel=BUDGET))
+    assert instance.export("value")() == 0  # instantiating ran nothing
+    outcome, left, _ = call_with_budget(instance, START_EXPORT)
+    assert outcome is None and 0 < left < BUDGET
+    assert instance.export("value")() == 42
+    endless = instantiate(engine_name, meter(defer_start(module("(func $s (loop $l (br $l))) (start $s)")), initial_fuel=0))
+    outcome, left, _ = call_with_budget(endless, START_EXPORT)
+    assert isinstance(outcome, GuestFault) and fuel_spent_trap(left)  # out of fuel, and the host can tell
 
-    async def host_call(operation: str, payload: bytes) -> bytes:
-        return ('{"rows":[' + ORDER_ROW.format(7) + "]}").encode()
 
-    async def requests(guest: Guest, count: int) -> tuple[float, float]:
-        started, inside = time.perf_counter(), 0.0
-        for _ in range(count):
-            response = await guest.invoke(b'{"op":"get","path":{"order_id":"7"}}\n', host_call, lambda *_: None)
-            inside += response.guest_seconds
-        return (time.perf_counter() - started) / count * 1e6, inside / count * 1e6
-
-    best = {name: (float("inf"), float("inf")) for name in guests}
-    for lap in range(9):
-        for name, guest in guests.items():
-            total, inside = asyncio.run(requests(guest, 1000 if lap else 200))
-            if lap:
-                best[name] = (min(best[name][0], total), min(best[name][1], inside))
-    plain_total, plain_inside = best["plain"]
-    for name, (total, inside) in best.items():
-        print(
-            f"{engine_name} {name:>13}: {total:5.1f} us per request ({total / plain_total - 1:+6.1%}),"
-            f" {inside:5.1f} us in the guest ({inside / plain_inside - 1:+6.1%})"
-        )
+def test_a_module_may_not_take_the_start_export_name() -> None:
+    with pytest.raises(GuestLoadError, match="a name the host keeps"):
+        defer_start(module(f'(func $s) (start $s) (export "{START_EXPORT}" (func $s))'))
