@@ -27,7 +27,21 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ._errors import GuestLoadError
-from ._wasm_binary import _CODE, _EXPORT, _GLOBAL, MAX_LOCALS, VALUE_TYPES, _leb, _Module, _parse, _read_leb, _rebuild, _sleb
+from ._wasm_binary import (
+    _CODE,
+    _EXPORT,
+    _GLOBAL,
+    MAX_LOCALS,
+    VALUE_TYPES,
+    _leb,
+    _Module,
+    _parse,
+    _read_leb,
+    _rebuild,
+    _sleb,
+    leb_signed,
+    leb_unsigned,
+)
 
 #: the name the fuel counter is exported under
 FUEL_EXPORT = "__orders_fuel"
@@ -172,37 +186,21 @@ class _Refused(Exception):
 
 
 def _u32(body: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = body[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            break
-        if shift >= 32:
-            raise _Refused("a LEB128 number longer than 32 bits")
-    if value >> 32:
-        raise _Refused("a LEB128 number over 32 bits")
-    return value, pos
+    if pos >= len(body):
+        raise IndexError(pos)  # a body that ends early: `meter` says so
+    try:
+        return leb_unsigned(body, pos, 32)
+    except ValueError as e:
+        raise _Refused(str(e)) from None
 
 
 def _signed(body: bytes, pos: int, bits: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = body[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            break
-        if shift >= bits:
-            raise _Refused(f"a LEB128 number longer than {bits} bits")
-    if byte & 0x40:
-        value -= 1 << shift
-    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
-        raise _Refused(f"a signed LEB128 number over {bits} bits")
-    return value, pos
+    if pos >= len(body):
+        raise IndexError(pos)
+    try:
+        return leb_signed(body, pos, bits)
+    except ValueError as e:
+        raise _Refused(str(e)) from None
 
 
 def _memory_index(body: bytes, pos: int) -> int:

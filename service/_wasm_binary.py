@@ -179,34 +179,18 @@ class _Reader:
 
     def unsigned(self, bits: int = 32) -> int:
         start = self.pos
-        value = shift = 0
-        while True:
-            byte = self.byte()
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                break
-            if shift >= bits:
-                raise _malformed(f"a LEB128 number longer than {bits} bits", start)
-        if value >> bits:
-            raise _malformed(f"a LEB128 number over {bits} bits", start)
+        try:
+            value, self.pos = leb_unsigned(self.data, self.pos, bits, self.end)
+        except ValueError as e:
+            raise _malformed(str(e), start) from None
         return value
 
     def signed(self, bits: int) -> int:
         start = self.pos
-        value = shift = 0
-        while True:
-            byte = self.byte()
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                break
-            if shift >= bits:
-                raise _malformed(f"a LEB128 number longer than {bits} bits", start)
-        if byte & 0x40:
-            value -= 1 << shift
-        if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
-            raise _malformed(f"a signed LEB128 number over {bits} bits", start)
+        try:
+            value, self.pos = leb_signed(self.data, self.pos, bits, self.end)
+        except ValueError as e:
+            raise _malformed(str(e), start) from None
         return value
 
     def count(self) -> int:
@@ -248,6 +232,49 @@ class _Reader:
     def done(self, what: str) -> None:
         if self.pos != self.end:
             raise _malformed(f"{self.end - self.pos} stray bytes at the end of the {what}", self.pos)
+
+
+def leb_unsigned(data: bytes, pos: int, bits: int = 32, end: int | None = None) -> tuple[int, int]:
+    """The unsigned LEB128 number at `pos`, and the offset after it. Raises ValueError when it is
+    longer or larger than `bits` allow, or runs past `end` (IndexError past the data itself)."""
+    end = len(data) if end is None else end
+    value = shift = 0
+    while True:
+        if pos >= end:
+            raise ValueError("unexpected end of a section or function")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            break
+        if shift >= bits:
+            raise ValueError(f"a LEB128 number longer than {bits} bits")
+    if value >> bits:
+        raise ValueError(f"a LEB128 number over {bits} bits")
+    return value, pos
+
+
+def leb_signed(data: bytes, pos: int, bits: int, end: int | None = None) -> tuple[int, int]:
+    """The signed LEB128 number at `pos`, and the offset after it; raises as `leb_unsigned`."""
+    end = len(data) if end is None else end
+    value = shift = 0
+    while True:
+        if pos >= end:
+            raise ValueError("unexpected end of a section or function")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            break
+        if shift >= bits:
+            raise ValueError(f"a LEB128 number longer than {bits} bits")
+    if byte & 0x40:
+        value -= 1 << shift
+    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+        raise ValueError(f"a signed LEB128 number over {bits} bits")
+    return value, pos
 
 
 def _read_leb(data: bytes, pos: int) -> tuple[int, int]:

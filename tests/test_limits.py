@@ -27,6 +27,7 @@ from service._hostfuncs import HostSession
 from service._settings import DatabaseURL
 from service._wasm_binary import PAGE, cap_memory
 
+from . import wat_guests
 from .conftest import ENGINES, Db, EmbeddedMariaDB, Service, least_privilege, make_database
 from .wat_guests import CAPABILITY, INSERT, RESPOND, build, statement_guest, wat_guest, with_data, with_locals
 
@@ -56,16 +57,15 @@ def guest_with(engine: str, wat: str, tmp_path: Path, **limits: Any) -> Guest:
 
 
 def run(db: tuple[Db, DatabaseURL], work: Any, **database: Any) -> Any:
-    async def main() -> Any:
-        admin, guest = db
-        data = Database(guest, admin_url=admin.url, pool_max=3, **database)
-        await data.start()
-        try:
-            return await work(data)
-        finally:
-            await data.close()
+    admin, guest = db
+    return wat_guests.run(admin, work, guest, **database)
 
-    return asyncio.run(main())
+
+def service_with(wat: str, engine: str, db: Db, tmp_path: Path, **env: str) -> Service:
+    """The service, as `python -m service`, running the guest `wat` on `engine` against `db`."""
+    path = tmp_path / "hostile.wasm"
+    path.write_bytes(build(wat, tmp_path))
+    return Service({"GUEST_MODULE": str(path), "WASM_ENGINE": engine, **least_privilege(db), **env}, tmp_path / "service.log")
 
 
 async def invoke(guest: Guest, database: Database, request: bytes = b'{"op":"x"}\n', **session: Any) -> Any:
@@ -557,10 +557,7 @@ LOOP_ON_L = f"""
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_service_names_the_limit_and_keeps_serving(engine: str, guest_db: Db, tmp_path: Path) -> None:
-    path = tmp_path / "loop-on-l.wasm"
-    path.write_bytes(build(wat_guest(LOOP_ON_L), tmp_path))
-    env = {"GUEST_MODULE": str(path), "WASM_ENGINE": engine, **least_privilege(guest_db), "GUEST_TIME_LIMIT_MS": "300"}
-    svc = Service(env, tmp_path / "service.log")
+    svc = service_with(wat_guest(LOOP_ON_L), engine, guest_db, tmp_path, GUEST_TIME_LIMIT_MS="300")
     try:
         for _ in range(2):
             stopped = svc.client.post("/echo", content=b"L")
@@ -580,10 +577,7 @@ def test_a_limit_says_what_was_kept(engine: str, guest_db: Db, tmp_path: Path) -
     """A guest that autocommits an insert, then loops: the answer says its change was kept."""
     guest_db.run("DELETE FROM orders")
     body = f"(drop (call $db_execute (i32.const 4096) (i32.const {len(INSERT)}))) {LOOP} {RESPOND}"
-    path = tmp_path / "insert-then-loop.wasm"
-    path.write_bytes(build(wat_guest(body), tmp_path))
-    env = {"GUEST_MODULE": str(path), "WASM_ENGINE": engine, **least_privilege(guest_db), "GUEST_TIME_LIMIT_MS": "300"}
-    svc = Service(env, tmp_path / "service.log")
+    svc = service_with(wat_guest(body), engine, guest_db, tmp_path, GUEST_TIME_LIMIT_MS="300")
     try:
         stopped = svc.client.post("/echo", content=b"x")
         assert (stopped.status_code, stopped.json()["error"]["limit"]) == (500, "time")
@@ -595,10 +589,7 @@ def test_a_limit_says_what_was_kept(engine: str, guest_db: Db, tmp_path: Path) -
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_sigterm_stops_the_service_while_a_guest_loops(engine: str, guest_db: Db, tmp_path: Path) -> None:
-    path = tmp_path / "loop-on-l.wasm"
-    path.write_bytes(build(wat_guest(LOOP_ON_L), tmp_path))
-    env = {"GUEST_MODULE": str(path), "WASM_ENGINE": engine, **least_privilege(guest_db), "GUEST_TIME_LIMIT_MS": "3000"}
-    svc = Service(env, tmp_path / "service.log")
+    svc = service_with(wat_guest(LOOP_ON_L), engine, guest_db, tmp_path, GUEST_TIME_LIMIT_MS="3000")
 
     def loop_in_the_guest() -> None:
         with httpx.Client(base_url=svc.base, timeout=30) as client, contextlib.suppress(httpx.HTTPError):

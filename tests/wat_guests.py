@@ -15,6 +15,7 @@ import wasmtime
 from service import Guest, load_engine
 from service._database import Database
 from service._hostfuncs import HostSession
+from service._settings import DatabaseURL
 from service._sql import Capability
 
 from .conftest import ROOT, Db
@@ -186,9 +187,12 @@ def build(wat: str, tmp_path: Path, *, asyncify: bool = True) -> bytes:
     return out.read_bytes()
 
 
-def run(db: Db, work: Callable[[Database], Awaitable[T]]) -> T:
+def run(db: Db, work: Callable[[Database], Awaitable[T]], guest_url: DatabaseURL | None = None, **options: Any) -> T:
+    """`work(database)` against `db`, its guest statements as `guest_url` (default: the
+    administrator of `db`); `options` go to Database."""
+
     async def main() -> T:
-        database = Database(db.url, pool_max=3)
+        database = Database(guest_url or db.url, admin_url=db.url, pool_max=3, **options)
         await database.start()
         try:
             return await work(database)
