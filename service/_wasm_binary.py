@@ -237,19 +237,7 @@ class _Reader:
 def leb_unsigned(data: bytes, pos: int, bits: int = 32, end: int | None = None) -> tuple[int, int]:
     """The unsigned LEB128 number at `pos`, and the offset after it. Raises ValueError when it is
     longer or larger than `bits` allow, or runs past `end` (IndexError past the data itself)."""
-    end = len(data) if end is None else end
-    value = shift = 0
-    while True:
-        if pos >= end:
-            raise ValueError("unexpected end of a section or function")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            break
-        if shift >= bits:
-            raise ValueError(f"a LEB128 number longer than {bits} bits")
+    value, pos, _ = _leb_groups(data, pos, bits, end)
     if value >> bits:
         raise ValueError(f"a LEB128 number over {bits} bits")
     return value, pos
@@ -257,6 +245,17 @@ def leb_unsigned(data: bytes, pos: int, bits: int = 32, end: int | None = None) 
 
 def leb_signed(data: bytes, pos: int, bits: int, end: int | None = None) -> tuple[int, int]:
     """The signed LEB128 number at `pos`, and the offset after it; raises as `leb_unsigned`."""
+    value, pos, shift = _leb_groups(data, pos, bits, end)
+    if data[pos - 1] & 0x40:
+        value -= 1 << shift
+    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+        raise ValueError(f"a signed LEB128 number over {bits} bits")
+    return value, pos
+
+
+def _leb_groups(data: bytes, pos: int, bits: int, end: int | None) -> tuple[int, int, int]:
+    """The 7-bit groups of a LEB128 number as an unsigned value, the offset after them, and the
+    number of bits they hold."""
     end = len(data) if end is None else end
     value = shift = 0
     while True:
@@ -267,14 +266,9 @@ def leb_signed(data: bytes, pos: int, bits: int, end: int | None = None) -> tupl
         value |= (byte & 0x7F) << shift
         shift += 7
         if byte < 0x80:
-            break
+            return value, pos, shift
         if shift >= bits:
             raise ValueError(f"a LEB128 number longer than {bits} bits")
-    if byte & 0x40:
-        value -= 1 << shift
-    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
-        raise ValueError(f"a signed LEB128 number over {bits} bits")
-    return value, pos
 
 
 def _read_leb(data: bytes, pos: int) -> tuple[int, int]:
