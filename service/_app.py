@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from . import _malloc
 from ._database import SCHEMA_DIR, Database
 from ._engines import load_engine
 from ._errors import DatabaseError, GuestFault, GuestLoadError, LimitExceeded, ServiceError
@@ -342,6 +343,7 @@ def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        _malloc.tune()
         loaded = guest or load_guest(settings)
         capability = Capability.from_schema_file(SCHEMA_DIR / "schema.sql", truncate=settings.allow_reset)
         database = Database(

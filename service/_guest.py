@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from . import _malloc
 from ._database import deadline
 from ._engines import CompiledModule, Engine, Export, HostFunction, Instance, InstanceLimits
 from ._errors import GuestFault, GuestLoadError, LimitExceeded
@@ -540,10 +541,15 @@ class Guest:
         """Drops instances idle for IDLE_SECONDS, keeping one: after a burst, memory comes back."""
         self._trim = None
         cutoff = time.monotonic() - IDLE_SECONDS
+        dropped = 0
         while len(self._idle) > 1 and self._idle[0][1] <= cutoff:
             self._discard(self._idle.pop(0)[0])
-        if len(self._idle) > 1:
-            self._trim = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._trim_idle)
+            dropped += 1
+        if dropped:
+            _malloc.release()
+        if len(self._idle) > 1:  # again when the oldest of those left has been idle long enough
+            delay = max(0.1, self._idle[0][1] + IDLE_SECONDS - time.monotonic())
+            self._trim = asyncio.get_running_loop().call_later(delay, self._trim_idle)
 
     def retire(self) -> None:
         """This guest was replaced: idle instances are freed now, busy ones when they finish."""
