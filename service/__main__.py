@@ -65,7 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     # uvicorn re-raises SIGTERM once it has shut down; turning it into SystemExit lets the
     # `finally` below stop the private database rather than the process dying first.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    common = {"host": args.host, "port": args.port, "access_log": False, "log_config": None, "timeout_graceful_shutdown": 30}
+    common = {
+        "host": args.host,
+        "port": args.port,
+        "access_log": False,
+        "log_config": None,
+        "timeout_graceful_shutdown": 30,
+        # Past this many connections and requests at once, uvicorn answers 503 at once.
+        "limit_concurrency": settings.max_connections,
+    }
     try:
         if args.workers == 1:
             uvicorn.run(create_app(settings, guest), **common)

@@ -20,20 +20,24 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from . import _malloc
-from ._database import SCHEMA_DIR, Database
+from ._database import SCHEMA_DIR, Database, deadline
 from ._engines import load_engine
 from ._errors import DatabaseError, GuestFault, GuestLoadError, LimitExceeded, ServiceError
-from ._guest import FUEL_PER_SECOND, Guest
+from ._guest import FUEL_SLICE, Guest
 from ._hostfuncs import HostSession
 from ._http import (
+    Overloaded,
     PayloadTooLarge,
+    RequestTimeout,
     cors_headers,
     error_response,
     guest_fault,
     http_error,
     internal_error,
     limit_exceeded,
+    overloaded,
     read_body,
+    request_timeout,
     too_large,
 )
 from ._observability import TIMING_KEY, Metrics, RequestLog, configure_logging, printable, request_id_var
@@ -67,6 +71,8 @@ REST_ROUTES: list[tuple[str, dict[str, str]]] = [
 CHANGING_GET_OPERATIONS = frozenset({"init", "delete_order"})
 # Where the endpoint notes that the client went away before its answer (logged as 499).
 DISCONNECTED_KEY = "service.disconnected"
+# Answers larger than this are sent in pieces this large, as the client takes them.
+SMALL_ANSWER_BYTES = 64 * 1024
 
 
 @dataclass
@@ -79,6 +85,8 @@ class Runtime:
     metrics: Metrics
     capability: Capability
     reloading: bool = False
+    #: bytes of large answers being sent to clients that have not taken them yet
+    unsent_bytes: int = 0
 
 
 def guest_tables() -> list[str]:
@@ -116,7 +124,13 @@ class GuestEndpoint:
                 content_type = value
             elif name == b"content-length":
                 length = value
-        body = await read_body(receive, length, settings.max_body_bytes) if method in ("POST", "PUT", "PATCH") else b""
+        body = b""
+        if method in ("POST", "PUT", "PATCH"):
+            try:
+                async with deadline(settings.client_timeout):
+                    body = await read_body(receive, length, settings.max_body_bytes)
+            except asyncio.TimeoutError:
+                raise RequestTimeout() from None
         # The request's header line (guest/ABI.md), written directly: it is made for every request.
         raw_query = scope["query_string"]
         query = json.dumps(dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True))) if raw_query else "{}"
@@ -140,14 +154,13 @@ class GuestEndpoint:
             runtime.capability,
             max_result_bytes=limits.result_bytes,
             max_result_rows=limits.result_rows,
-            check_budget=limits.time_seconds,
             request_id=request_id_var.get(),
             metrics=metrics,
         )
         clean = False
         watcher = _watch_for_disconnect(scope, receive)
         try:
-            answer = await guest.invoke(header.encode() + body, session.call, session.log)
+            answer = await guest.invoke(header.encode() + body, session.call, session.log, session.charged)
             clean = True
         except LimitExceeded as e:
             metrics.labelled(metrics.guest_invocations, engine, "limit").inc()
@@ -170,10 +183,7 @@ class GuestEndpoint:
         scope[TIMING_KEY] = (answer.guest_seconds, answer.db_seconds)
         headers = [(name.encode(), value.encode()) for name, value in answer.headers]
         if answer.content_type:
-            media_type = answer.content_type
-            if media_type.startswith("text/") and "charset=" not in media_type.lower():
-                media_type += "; charset=utf-8"  # as Starlette's responses do
-            headers.append((b"content-type", media_type.encode()))
+            headers.append((b"content-type", answer.content_type.encode()))
         if answer.status == 503 and not any(name == b"retry-after" for name, _ in headers):
             headers.append((b"retry-after", b"1"))
         timing = (
@@ -181,7 +191,10 @@ class GuestEndpoint:
             f'db;dur={answer.db_seconds * 1000:.3f};desc="database"'
         )
         headers += [(b"x-wasm-engine", engine.encode()), (b"server-timing", timing.encode())]
-        await _send(send, answer.status, headers, answer.body)
+        if len(answer.body) <= SMALL_ANSWER_BYTES:
+            await _send(send, answer.status, headers, answer.body)
+        else:
+            await _send_large(runtime, send, answer.status, headers, answer.body)
 
 
 def _watch_for_disconnect(scope: Scope, receive: Receive) -> asyncio.Task[None]:
@@ -207,6 +220,32 @@ def _uncancel() -> None:
     uncancel = getattr(task, "uncancel", None)
     if uncancel is not None:
         uncancel()
+
+
+async def _send_large(runtime: Runtime, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    """Sends a large answer in pieces, as the client takes them, within CLIENT_TIMEOUT; answers
+    held for clients that do not read are bounded in all (MAX_UNSENT_MB)."""
+    settings = runtime.settings
+    if runtime.unsent_bytes + len(body) > settings.max_unsent_bytes:
+        raise Overloaded(f"{runtime.unsent_bytes} bytes of answers are waiting for their clients (MAX_UNSENT_MB)")
+    runtime.unsent_bytes += len(body)
+    try:
+        headers.append((b"content-length", str(len(body)).encode()))
+        async with deadline(settings.client_timeout):
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            view = memoryview(body)
+            for start in range(0, len(body), SMALL_ANSWER_BYTES):
+                piece = view[start : start + SMALL_ANSWER_BYTES]
+                await send({"type": "http.response.body", "body": bytes(piece), "more_body": start + len(piece) < len(body)})
+    except asyncio.TimeoutError:
+        # Returning with the answer unfinished makes the server close the connection.
+        log.warning(
+            "the client took less than its %d-byte answer within %g s (CLIENT_TIMEOUT); closing",
+            len(body),
+            settings.client_timeout,
+        )
+    finally:
+        runtime.unsent_bytes -= len(body)
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -282,10 +321,10 @@ def load_guest(settings: Settings) -> Guest:
     )
     if guest.metered:
         log.info(
-            "the %s engine has no deadline of its own: the guest is metered (%d instruction units per second of "
-            "GUEST_TIME_LIMIT_MS) and stopped when its budget is spent",
+            "the %s engine cannot interrupt running code: the guest is metered, and looks at the clock every %d "
+            "instructions or so, to stop at GUEST_TIME_LIMIT_MS",
             engine.name,
-            FUEL_PER_SECOND,
+            FUEL_SLICE,
         )
     return guest
 
@@ -376,6 +415,8 @@ def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
             LimitExceeded: limit_exceeded,
             GuestFault: guest_fault,
             PayloadTooLarge: too_large,
+            RequestTimeout: request_timeout,
+            Overloaded: overloaded,
             HTTPException: http_error,
         },
     )

@@ -61,8 +61,6 @@ _CONFLICT_CODES = {ER.LOCK_WAIT_TIMEOUT, ER.LOCK_DEADLOCK}
 # Stopped by max_statement_time (MariaDB), or max_execution_time (MySQL).
 _TIMEOUT_CODES = {1969, 3024}
 _NO_SUCH_THREAD = 1094
-# Rows are read from the server this many at a time, and checked as they come.
-_ROW_BATCH = 256
 # A pooled connection idle this long is closed rather than reused (the server may have dropped it).
 _IDLE_SECONDS = 600.0
 
@@ -324,20 +322,21 @@ class Database:
         conn.busy = False
         return result
 
-    async def query(self, conn: Connection, sql: str, on_rows: Callable[[list[tuple[Any, ...]]], None]) -> None:
-        """Runs a query and hands its rows to `on_rows` as they arrive, a batch at a time. If
-        `on_rows` raises (a result over a limit), reading stops, the connection is dropped and
-        the query killed, and the exception propagates. `sql` is sent as it is."""
+    async def query(self, conn: Connection, sql: str, on_row: Callable[[tuple[Any, ...]], None]) -> None:
+        """Runs a query and hands its rows to `on_row` one by one as they arrive (so no more than
+        one row beyond what `on_row` keeps is ever held). If `on_row` raises (a result over a
+        limit), reading stops, the connection is dropped and the query killed, and the exception
+        propagates. `sql` is sent as it is."""
 
         async def work() -> None:
             cur = await conn.raw.cursor(aiomysql.SSCursor)
             await cur.execute(sql)
             while True:
-                rows = await cur.fetchmany(_ROW_BATCH)
-                if not rows:
+                row = await cur.fetchone()
+                if row is None:
                     break
                 try:
-                    on_rows(rows)
+                    on_row(row)
                 except BaseException:
                     self._drop(conn)
                     raise
@@ -378,23 +377,31 @@ class Database:
     # --- administrative connections -------------------------------------------------------------
 
     async def _admin(self, statements: Sequence[str]) -> None:
-        """Runs trusted statements (the schema, a reset) as the administrative user."""
+        """Runs trusted statements (the schema, a reset) as the administrative user, bounded as
+        the guest's are; one that does not finish in time, or whose request is cancelled, is
+        killed."""
+        conn = None
         try:
-            async with deadline(self._connect_timeout + self._read_timeout):
-                conn = await aiomysql.connect(**self._connect_args(self.admin_url))
-                try:
-                    with warnings.catch_warnings():
-                        # "Table ... already exists" is the expected note of idempotent DDL.
-                        warnings.simplefilter("ignore", pymysql.Warning)
-                        async with conn.cursor() as cur:
-                            for statement in statements:
-                                await cur.execute(statement)
-                finally:
-                    conn.close()
+            async with deadline(self._connect_timeout + 1):
+                raw = await aiomysql.connect(**self._connect_args(self.admin_url), init_command=self._init_command)
+            conn = Connection(raw)
+            await self._call(conn, lambda: self._run_all(raw, statements))
         except BaseException as e:
             if isinstance(e, asyncio.CancelledError):
                 raise
             raise convert_error(e) from None
+        finally:
+            if conn is not None:
+                self._drop(conn)
+
+    @staticmethod
+    async def _run_all(raw: Any, statements: Sequence[str]) -> None:
+        with warnings.catch_warnings():
+            # "Table ... already exists" is the expected note of idempotent DDL.
+            warnings.simplefilter("ignore", pymysql.Warning)
+            async with raw.cursor() as cur:
+                for statement in statements:
+                    await cur.execute(statement)
 
     async def ensure_schema(self) -> None:
         """Applies the schema files (idempotent DDL); raises DatabaseError if they fail."""

@@ -25,7 +25,7 @@ from ._database import deadline
 from ._engines import CompiledModule, Engine, Export, HostFunction, Instance, InstanceLimits
 from ._errors import GuestFault, GuestLoadError, LimitExceeded
 from ._limits import Limits
-from ._metering import FUEL_EXPORT, fuel_spent_trap, meter
+from ._metering import CLOCK_IMPORT, FUEL_EXPORT, meter
 from ._wasm_binary import START_EXPORT, FuncType, ModuleInfo, cap_memory, cap_tables, defer_start, inspect
 
 log = logging.getLogger("service.guest")
@@ -53,12 +53,11 @@ REQUIRED_EXPORTS: dict[str, FuncType | None] = {
     "resume": FuncType(("i32",), ("i64",)),
 }
 REQUEST_BUFFER_BYTES = 64 * 1024
-#: Instruction-meter units per second of guest time, where the guest is metered (wasmer). A unit
-#: is at most one instruction, and each region is charged its longest path in advance: measured
-#: on wasmer here, the tightest loop spends 4.7 G units a second (so it is stopped a little
-#: before its time is up), the real guest 17-28 G (straight-line code is charged more than it
-#: runs; one entry may do some 150-250 ms of its work per second of GUEST_TIME_LIMIT_MS).
-FUEL_PER_SECOND = 4_000_000_000
+#: Where the guest is metered (wasmer): instruction-meter units between two looks at the clock.
+#: Ordinary guest code spends this in well under a millisecond; the slowest code found (cache
+#: misses on every load, instructions the engine runs as calls) in some 0.1 s, which is then
+#: how far past its time limit a guest can run.
+FUEL_SLICE = 4_000_000
 #: An idle instance is kept for reuse only if its memory grew by at most this much; the memory a
 #: big request grew stays with its instance, so that instance is dropped instead.
 IDLE_GROWTH_BYTES = 8 * 1024 * 1024
@@ -69,17 +68,40 @@ IDLE_SECONDS = 10.0
 HostCall = Callable[[str, bytes], Awaitable[bytes]]
 # Receives a guest log line: (level, message).
 LogSink = Callable[[int, str], None]
+# Seconds of host work done for the guest so far, counted against its time limit.
+Charged = Callable[[], float]
 
-# Headers a guest may set on its response (guest/ABI.md, "Request and response").
-GUEST_HEADERS = frozenset({"location", "retry-after"})
+
+def _nothing() -> float:
+    return 0.0
+
+# Headers a guest may set on its response (guest/ABI.md, "Request and response"), each once,
+# and what their values may be: a path on this service (not `//host`, which a browser would
+# follow elsewhere), and whole seconds.
+GUEST_HEADERS = {
+    "location": re.compile(r"/(?!/)[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,2047}"),
+    "retry-after": re.compile(r"[0-9]{1,6}"),
+}
+# What a guest's answer may be: nothing, JSON, problem details, plain text or bytes. Never HTML
+# or script, which a browser would run as this service's own.
+GUEST_CONTENT_TYPES = frozenset(
+    {"", "application/json", "application/problem+json", "text/plain; charset=utf-8", "application/octet-stream"}
+)
+# Statuses whose answer has no body.
+_NO_BODY = frozenset({204, 205, 304})
 # A response header line with no headers: `{"status":200,"content_type":"application/json"}`.
 _SIMPLE_HEAD = re.compile(rb'\{"status":(\d{3}),"content_type":"([ !#-\[\]-~]*)"\}')
 
 
-def _is_header_value(name: str, value: object) -> bool:
-    if not (isinstance(value, str) and value.isascii() and value.isprintable()):
+def _headers_valid(headers: list[tuple[str, object]]) -> bool:
+    names = [name for name, _ in headers]
+    if len(set(names)) != len(names):
         return False
-    return name != "retry-after" or (value.isdigit() and len(value) <= 6)
+    for name, value in headers:
+        pattern = GUEST_HEADERS.get(name)
+        if pattern is None or not isinstance(value, str) or pattern.fullmatch(value) is None:
+            return False
+    return True
 
 
 class GuestResponse:
@@ -99,10 +121,12 @@ class GuestResponse:
 class _Invocation:
     """What one running request tells the imports of the instance it runs on."""
 
-    __slots__ = ("host_call", "log", "pending", "result", "limits", "host_calls", "log_left", "guest_seconds")
+    __slots__ = ("host_call", "log", "pending", "result", "limits", "host_calls", "log_left", "guest_seconds", "charged")
 
-    def __init__(self, host_call: HostCall, log_sink: LogSink, limits: Limits) -> None:
+    def __init__(self, host_call: HostCall, log_sink: LogSink, limits: Limits, charged: Charged | None = None) -> None:
         self.host_call = host_call
+        #: host work done for the guest (checking its statements), counted as its own time
+        self.charged = charged or _nothing
         self.log = log_sink
         self.pending: tuple[str, bytes] | None = None
         self.result: bytes | None = None  # a result too large for the inbox, until db_result
@@ -124,11 +148,13 @@ class _Bridge:
     """What an instance's host functions reach: kept apart from the instance, so that closing it
     breaks every reference cycle through the engine's objects and the instance is freed at once."""
 
-    __slots__ = ("raw", "invocation")
+    __slots__ = ("raw", "invocation", "deadline")
 
     def __init__(self) -> None:
         self.raw: Instance | None = None
         self.invocation: _Invocation | None = None
+        #: where the guest is metered: when the current call into it must end (perf_counter)
+        self.deadline = 0.0
 
     def active(self, name: str) -> tuple[Instance, _Invocation]:
         raw, inv = self.raw, self.invocation
@@ -185,7 +211,17 @@ def _host_functions(bridge: _Bridge) -> dict[str, HostFunction]:
         name: HostFunction(HOST_IMPORTS[name].params, (), database_call(name, name in ("db_query", "db_execute")))
         for name in DATABASE_IMPORTS
     }
+    def clock() -> None:
+        # The meter's look at the clock, once its slice of fuel is spent: another slice, or the end.
+        raw = bridge.raw
+        if raw is None:
+            raise GuestFault("the guest ran outside a request")
+        if time.perf_counter() >= bridge.deadline:
+            raise LimitExceeded("time", "the guest ran past its time limit and was stopped")
+        raw.set_global(FUEL_EXPORT, FUEL_SLICE)
+
     functions["db_result"] = HostFunction(HOST_IMPORTS["db_result"].params, (), result)
+    functions[CLOCK_IMPORT] = HostFunction((), (), clock)
     functions["log"] = HostFunction(HOST_IMPORTS["log"].params, (), log_line)
     return functions
 
@@ -193,7 +229,9 @@ def _host_functions(bridge: _Bridge) -> dict[str, HostFunction]:
 class GuestInstance:
     """One instance of the guest, used by one request at a time."""
 
-    def __init__(self, guest: Guest) -> None:
+    def __init__(self, guest: Guest, invocation: _Invocation | None = None) -> None:
+        """Instantiates the guest and runs its setup calls, on the time budget of `invocation`
+        (the request that needs the instance) or, for one made ahead, a budget of its own."""
         self.guest = guest
         self.metered = guest.metered
         self._bridge = _Bridge()
@@ -209,7 +247,7 @@ class GuestInstance:
             self.resume = export("resume")
             self.alloc = export("alloc")
             self.dealloc = export("dealloc")
-            setup = _Invocation(_no_host_call, _no_log, limits)
+            setup = invocation or _Invocation(_no_host_call, _no_log, limits)
             self.memory = self.raw.memory_size()
             if guest.has_start:  # the module's start function, taken out of instantiation
                 self._enter(setup, export(START_EXPORT))
@@ -235,21 +273,18 @@ class GuestInstance:
 
     def _enter(self, inv: _Invocation, function: Export, *args: int) -> int:
         """Calls into the guest with what is left of the invocation's time budget."""
-        left = inv.limits.time_seconds - inv.guest_seconds
+        left = inv.limits.time_seconds - inv.guest_seconds - inv.charged()
         if left <= 0:
             raise LimitExceeded("time", "the guest ran past its time limit and was stopped")
         raw = self.raw
         raw.set_deadline(left)
-        if self.metered:
-            raw.set_global(FUEL_EXPORT, int(left * FUEL_PER_SECOND))
         started = time.perf_counter()
+        if self.metered:
+            self._bridge.deadline = started + left
+            raw.set_global(FUEL_EXPORT, FUEL_SLICE)
         try:
             result = function(*args)
             return 0 if result is None else int(result)
-        except GuestFault as fault:
-            if self.metered and not isinstance(fault, LimitExceeded) and fuel_spent_trap(raw.get_global(FUEL_EXPORT)):
-                raise LimitExceeded("time", "the guest ran past its time limit and was stopped") from None
-            raise
         finally:
             inv.guest_seconds += time.perf_counter() - started
             self.guest.account(self)
@@ -316,19 +351,21 @@ class GuestInstance:
         simple = _SIMPLE_HEAD.fullmatch(head)
         if simple is not None:  # the common case, without a JSON parser
             status = int(simple[1])
-            if 200 <= status <= 599:
-                return GuestResponse(status, simple[2].decode(), [], body)
+            content_type = simple[2].decode()
+            if 200 <= status <= 599 and not (body and status in _NO_BODY) and content_type in GUEST_CONTENT_TYPES:
+                return GuestResponse(status, content_type, [], body)
         try:
             meta = json.loads(head)
             status, content_type, extra = meta["status"], meta["content_type"], meta.get("headers", [])
             headers = [(str(name).lower(), value) for name, value in extra]
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             raise GuestFault("the guest's response has no valid header line") from None
         if (
             type(status) is not int
             or not 200 <= status <= 599
-            or not _is_header_value("content-type", content_type)
-            or not all(name in GUEST_HEADERS and _is_header_value(name, value) for name, value in headers)
+            or (body and status in _NO_BODY)
+            or content_type not in GUEST_CONTENT_TYPES
+            or not _headers_valid(headers)
         ):
             raise GuestFault(f"the guest's response header is not valid: {head[:200]!r}")
         return GuestResponse(status, content_type, headers, body)
@@ -383,7 +420,7 @@ def prepare_module(wasm: bytes, name: str, limits: Limits, metered: bool) -> byt
     check_module(inspect(wasm), name)
     prepared = defer_start(cap_tables(cap_memory(wasm, limits.memory_bytes), limits.table_elements))
     if metered:
-        prepared = meter(prepared, initial_fuel=int(limits.time_seconds * FUEL_PER_SECOND))
+        prepared = meter(prepared, initial_fuel=FUEL_SLICE)
     return prepared
 
 
@@ -478,14 +515,14 @@ class Guest:
 
     # --- the pool --------------------------------------------------------------------------------
 
-    def _new_instance(self) -> GuestInstance:
+    def _new_instance(self, invocation: _Invocation | None = None) -> GuestInstance:
         if sum(self._live.values()) + self._base_memory > self._memory_total:
             raise LimitExceeded(
                 "memory_total",
                 f"the guests of this process hold {sum(self._live.values())} bytes of memory, the most allowed being "
                 f"{self._memory_total} (GUEST_MEMORY_TOTAL_MB)",
             )
-        instance = GuestInstance(self)
+        instance = GuestInstance(self, invocation)
         self._live[instance] = instance.memory
         return instance
 
@@ -514,14 +551,14 @@ class Guest:
         self._live.pop(instance, None)
         instance.close()
 
-    async def _acquire(self) -> GuestInstance:
+    async def _acquire(self, invocation: _Invocation) -> GuestInstance:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._pool_max)
         await self._slots.acquire()
         try:
             if self._idle:
                 return self._idle.pop()[0]
-            return self._new_instance()
+            return self._new_instance(invocation)
         except BaseException:
             self._slots.release()
             raise
@@ -564,18 +601,24 @@ class Guest:
         """Bytes of guest memory held by this guest's instances, idle and busy."""
         return sum(self._live.values())
 
-    async def invoke(self, request: bytes, host_call: HostCall, log_sink: LogSink) -> GuestResponse:
+    async def invoke(
+        self, request: bytes, host_call: HostCall, log_sink: LogSink, charged: Charged | None = None
+    ) -> GuestResponse:
         """Runs one request on an instance of its own; raises GuestFault if the guest misbehaves
         and LimitExceeded if it goes over a limit (`request_time` when the whole invocation,
         database waits included, runs past REQUEST_TIMEOUT).
 
-        An instance that faulted, or was cancelled while suspended, is discarded, never reused.
+        `charged` gives the seconds of host work done for the guest (checking its statements),
+        which count against its time limit as its own time does; so does setting up a new
+        instance for it. An instance that faulted, or was cancelled while suspended, is
+        discarded, never reused.
         """
-        instance = await self._acquire()
+        invocation = _Invocation(host_call, log_sink, self.limits, charged)
+        instance = await self._acquire(invocation)
         reusable = False
         try:
             async with deadline(self.limits.request_seconds):
-                response = await instance.run(request, _Invocation(host_call, log_sink, self.limits))
+                response = await instance.run(request, invocation)
             reusable = True
             return response
         except asyncio.TimeoutError:

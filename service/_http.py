@@ -46,6 +46,14 @@ class PayloadTooLarge(ServiceError):
     pass
 
 
+class RequestTimeout(ServiceError):
+    """The client did not send its body within CLIENT_TIMEOUT."""
+
+
+class Overloaded(ServiceError):
+    """Too many large answers are waiting for their clients (MAX_UNSENT_MB)."""
+
+
 _NEW_PATHS = frozenset({"/api", "/openapi.json", "/healthz", "/readyz", "/metrics"})
 
 
@@ -122,6 +130,19 @@ async def internal_error(request: Request, exc: Exception) -> Response:
 async def too_large(request: Request, exc: Exception) -> Response:
     limit = request.app.state.runtime.settings.max_body_bytes
     return error_response(request, 413, "payload_too_large", f"the request body is over the limit of {limit} bytes")
+
+
+async def request_timeout(request: Request, exc: Exception) -> Response:
+    limit = request.app.state.runtime.settings.client_timeout
+    response = error_response(request, 408, "request_timeout", f"the request body did not arrive within {limit:g} s")
+    response.headers["connection"] = "close"
+    return response
+
+
+async def overloaded(request: Request, exc: Exception) -> Response:
+    response = error_response(request, 503, "busy", f"{exc}; try again shortly")
+    response.headers["retry-after"] = "1"
+    return response
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -2,24 +2,39 @@
 
 wasmer-python has no fuel and no deadline: a guest looping without calling the host would never
 return. `meter` adds a counter, a mutable i64 global exported as `FUEL_EXPORT`, and code that
-subtracts from it at the entry of functions and at the head of every loop; the guest traps
-(`unreachable`) as soon as the counter goes below zero.
+subtracts from it at the entry of functions and at the head of every loop; a check that leaves
+the counter below zero calls the host's clock, a function the module now imports as
+`host`.CLOCK_IMPORT, of type () -> (). The units are only a rough measure of time (a cache miss
+or a call into the engine costs far more than an instruction): the counter does not decide when
+the guest stops, it decides how often the host looks at a real clock. The host gives the guest a
+slice of fuel at a time, and its clock function, called at the end of each slice, stops the
+guest or gives it another.
 
 A check charges the static cost of its region (a function body, or one pass through a loop
 body): the longest path through it, one unit per instruction (its own included), not counting
 the loops nested in it, which charge themselves, nor the functions it calls, which charge at
 their entry. Only loops branch backwards, so no pass runs more than that. Instructions whose
 work grows with an operand (memory.fill/copy/init, table.fill/copy/init) are charged for their
-length as well, before they run.
+length as well, before they run, by the same check.
 
-The fuel rule, for the host:
-  - before calling into the guest, set the global to the budget (0 <= budget < 2**63);
-  - a check traps only when its subtraction left the counter negative, so the counter never goes
-    below zero without a trap. After a trap, `fuel_spent_trap(counter)` (counter < 0) tells the
-    budget running out from the guest's own trap, which leaves the counter at 0 or more; a call
-    that spends exactly its budget returns normally with 0 left.
-The initial value, `initial_fuel`, is the budget of the start function and of whatever the host
+The rule, for the host:
+  - before calling into the guest, set the counter to a slice (0 <= slice < 2**63);
+  - a check that leaves the counter below zero calls the clock, with the counter as the
+    subtraction left it (its distance below zero is what the region or length charged past the
+    slice). The clock function must either raise, which stops the guest: the call into the guest
+    raises that same exception, on every engine (the counter stays below zero); or set the
+    counter to a new slice, 0 or more, and return, and the guest goes on where it was (a clock
+    that returns with the counter still below zero traps the guest, `unreachable`);
+  - so the counter is never below zero while the guest runs on: a call that spends exactly its
+    slice returns normally with 0 left, and a trap of the guest's own leaves it at 0 or more.
+The initial value, `initial_fuel`, is the slice of the start function and of whatever the host
 calls before it first sets the counter.
+
+The clock is imported after the module's other function imports, at index `imported functions`:
+every function the module defines moves up by one (its calls and ref.func, element segments,
+exports, the start section, global initialisers, and the function, local and label names of the
+name section are renumbered to match). The type () -> () is appended to the type section, and
+the counter after the module's globals: no type and no global moves.
 """
 
 from __future__ import annotations
@@ -36,15 +51,20 @@ from ._wasm_binary import (
     _leb,
     _Module,
     _parse,
-    _read_leb,
     _rebuild,
     _sleb,
+    _vector_appended,
+    _with_function_import,
     leb_signed,
     leb_unsigned,
 )
 
 #: the name the fuel counter is exported under
 FUEL_EXPORT = "__orders_fuel"
+#: the function, imported from CLOCK_MODULE, of type () -> (), that a check calls when it finds
+#: the counter below zero: it raises, or sets the counter to a new slice and returns
+CLOCK_IMPORT = "__orders_clock"
+CLOCK_MODULE = "host"
 #: fuel for a memory.grow or table.grow beyond its one unit: each is a call into the engine, as
 #: costly as a few hundred instructions (the bytes they add are bounded by the caps)
 GROW_FUEL = 256
@@ -60,7 +80,9 @@ LENGTH_CHARGE_FUEL = 15
 
 
 def fuel_spent_trap(remaining: int) -> bool:
-    """Whether a trap with `remaining` fuel left in the counter was the budget running out."""
+    """Whether a guest stopped with `remaining` in the counter was stopped by a check that found
+    the counter below zero: by the clock raising, or by a clock that returned without refuelling.
+    The host need not ask (its clock knows when it raises); kept for diagnostics and tests."""
     return remaining < 0
 
 
@@ -164,8 +186,10 @@ _FC_LENGTH_FUEL_LOG2 = {
     _FC_TABLE_COPY: TABLE_ELEMENT_FUEL_LOG2,
     _FC_TABLE_FILL: TABLE_ELEMENT_FUEL_LOG2,
 }
-# i64.const 0; i64.lt_s; if; unreachable; end
-_TRAP_IF_NEGATIVE = b"\x42\x00\x53\x04\x40\x00\x0b"
+# i64.const 0; i64.lt_s
+_NEGATIVE = b"\x42\x00\x53"
+# if; unreachable; end
+_TRAP = b"\x04\x40\x00\x0b"
 
 # What a decoded body keeps of its control flow, for the cost of its paths: pairs (event, value).
 (
@@ -179,6 +203,10 @@ _TRAP_IF_NEGATIVE = b"\x42\x00\x53\x04\x40\x00\x0b"
     _E_BR_IF,  # the label's depth
     _E_STOP,  # return or unreachable: what follows, to the end of the block, never runs
 ) = range(9)
+
+
+# What an insert is when it is not a region's check.
+_LENGTH, _RENUMBER = -1, -2
 
 
 class _Refused(Exception):
@@ -218,8 +246,10 @@ class _Decoded(NamedTuple):
     groups_end: int  # offset just past their count
     code_start: int  # offset of the first instruction
     locals: int  # parameters and locals
-    # Where code goes in: (offset, the region whose check goes there, or -1 for a length charge
-    # of 2**log2 per byte or element, log2). Region 0 is the function's entry, 1.. its loops.
+    # Where code goes in: (offset, the region whose check goes there, 0), or (offset, _LENGTH,
+    # log2) for a length charge of 2**log2 per byte or element, or (offset, _RENUMBER, index)
+    # for the function index of a call or ref.func, which moves up by one past the clock's.
+    # Region 0 is the function's entry, 1.. its loops.
     inserts: list[tuple[int, int, int]]
     events: list[int]
     loops: int
@@ -305,6 +335,8 @@ class _Meter:
         self.functions = len(m.function_types)
         self.globals = m.globals
         self.fuel = _leb(fuel_global)
+        # The clock's index: the functions the module defines, from there on, move up by one.
+        self.clock = m.imported_functions
 
     def decode(self, body: bytes, params: int) -> _Decoded:
         """Decodes every instruction of a body; raises _Refused, or IndexError when it ends early."""
@@ -363,6 +395,8 @@ class _Meter:
                 index, pos = _u32(body, pos)
                 if index >= self.functions:
                     raise _Refused(f"function {index}, but the module has {self.functions}")
+                if index >= self.clock:
+                    inserts.append((op_at + 1, _RENUMBER, index))
                 pending += 1
             elif kind == _BLOCK or kind == _IF or kind == _LOOP:
                 byte = body[pos]
@@ -476,7 +510,7 @@ class _Meter:
                     else:
                         _, pos = _u32(body, pos)
                 if sub in _FC_LENGTH_FUEL_LOG2:
-                    inserts.append((op_at, -1, _FC_LENGTH_FUEL_LOG2[sub]))
+                    inserts.append((op_at, _LENGTH, _FC_LENGTH_FUEL_LOG2[sub]))
                     pending += LENGTH_CHARGE_FUEL
                 pending += 1 + (GROW_FUEL if sub == _FC_TABLE_GROW else 0)
             else:
@@ -494,35 +528,46 @@ class _Meter:
         costs = _region_costs(f.events, f.loops)
         inserts, body = f.inserts, f.body
         # New locals after all the others: an i64 for the counter, an i32 for lengths being charged.
-        lengths = any(region < 0 for _, region, _ in inserts)
+        lengths = any(region == _LENGTH for _, region, _ in inserts)
         new_locals = b"\x01\x7e\x01\x7f" if lengths else b"\x01\x7e"
         out = bytearray(_leb(f.groups + len(new_locals) // 2) + body[f.groups_end : f.code_start] + new_locals)
         temporary, length = _leb(f.locals), _leb(f.locals + 1)
         g = self.fuel
-        # Subtract, keep the result in the local (rather than read the global again), store it,
-        # and trap if it is negative.
-        subtract = b"\x7d\x22" + temporary + b"\x24" + g + b"\x20" + temporary + _TRAP_IF_NEGATIVE
+        # Subtract, keep the result in the local (rather than read the global again) and store
+        # it; if it is negative, call the clock, which raises or refuels, and trap if it did
+        # neither. Nothing after the call reads the local: the counter is now the clock's.
+        subtract = (
+            b"\x7d\x22" + temporary + b"\x24" + g + b"\x20" + temporary + _NEGATIVE
+            + b"\x04\x40\x10" + _leb(self.clock) + b"\x23" + g + _NEGATIVE + _TRAP + b"\x0b"
+        )  # fmt: skip
         last = f.code_start
-        for offset, region, log2 in inserts:
+        for offset, region, value in inserts:
             out += body[last:offset]
+            last = offset
             if region >= 0:  # global.get; i64.const cost; subtract
                 out += b"\x23" + g + b"\x42" + _sleb(costs[region] + CHECK_FUEL) + subtract
-            else:  # local.set length; global.get; local.get length; i64.extend_i32_u; scaled; subtract; local.get length
-                # where scaled is i64.const log2; i64.shl, or i64.const -log2; i64.shr_u
-                scaled = b"\x42" + _sleb(abs(log2)) + (b"\x86" if log2 > 0 else b"\x88") if log2 else b""
+            elif region == _LENGTH:
+                # local.set length; global.get; local.get length; i64.extend_i32_u; scaled;
+                # subtract; local.get length, where scaled is i64.const log2; i64.shl, or
+                # i64.const -log2; i64.shr_u (value is log2)
+                scaled = b"\x42" + _sleb(abs(value)) + (b"\x86" if value > 0 else b"\x88") if value else b""
                 out += b"\x21" + length + b"\x23" + g + b"\x20" + length + b"\xad" + scaled + subtract + b"\x20" + length
-            last = offset
+            else:  # _RENUMBER: value is the function index, past the clock's
+                _, last = leb_unsigned(body, offset)
+                out += _leb(value + 1)
         out += body[last:]
         return bytes(out)
 
 
 def meter(wasm: bytes, *, initial_fuel: int) -> bytes:
-    """The module with a fuel counter (exported as FUEL_EXPORT, starting at `initial_fuel`) that
-    traps the guest when it runs out; see the module's docstring for the rule.
+    """The module with a fuel counter (exported as FUEL_EXPORT, starting at `initial_fuel`) and
+    checks that call the host's clock, `host`.CLOCK_IMPORT, when it runs out; see the module's
+    docstring for the rule, and for what moves (the index of every function the module defines).
 
-    Raises GuestLoadError for a malformed module, one that already exports FUEL_EXPORT, or code
-    it cannot meter: a 64-bit memory, an opcode it does not know, an index past the module's
-    globals or a function's locals. Raises ValueError when `initial_fuel` is not in 0 .. 2**63 - 1.
+    Raises GuestLoadError for a malformed module, one that already exports FUEL_EXPORT or imports
+    anything named CLOCK_IMPORT, or code it cannot meter: a 64-bit memory, an opcode it does not
+    know, an index past the module's globals or a function's locals. Raises ValueError when
+    `initial_fuel` is not in 0 .. 2**63 - 1.
     """
     if not 0 <= initial_fuel < 1 << 63:
         raise ValueError(f"an initial fuel of {initial_fuel} is not in 0 .. 2**63 - 1")
@@ -532,6 +577,11 @@ def meter(wasm: bytes, *, initial_fuel: int) -> bytes:
         raise GuestLoadError("the guest declares a 64-bit memory, which the host does not run")
     if any(export.name == FUEL_EXPORT for export in m.exports):
         raise GuestLoadError(f"the guest module already exports {FUEL_EXPORT!r}, the name of the host's fuel counter")
+    taken = next((i for i in m.imports if i.name == CLOCK_IMPORT), None)
+    if taken is not None:
+        raise GuestLoadError(
+            f"the guest module already imports {taken.module}.{CLOCK_IMPORT}, the name of the host's clock for the meter"
+        )
     fuel_global = m.globals
     metering = _Meter(m, fuel_global)
     decoded = []
@@ -548,19 +598,14 @@ def meter(wasm: bytes, *, initial_fuel: int) -> bytes:
     for function in decoded:
         body = metering.emit(function)
         code += _leb(len(body)) + body
-    # The counter: a mutable i64 after every other global, so that no index the module uses moves.
+    # The clock: a function import after the others (every function the module defines moves up
+    # by one), of the type () -> () appended to the type section (no type moves).
+    bodies, custom = _with_function_import(wasm, m, CLOCK_MODULE, CLOCK_IMPORT)
+    # The counter: a mutable i64 after every other global, so that no global moves.
     new_global = b"\x7e\x01\x42" + _sleb(initial_fuel) + b"\x0b"
     new_export = _leb(len(FUEL_EXPORT)) + FUEL_EXPORT.encode() + b"\x03" + _leb(fuel_global)
-    bodies = {_GLOBAL: _appended(wasm, m, _GLOBAL, new_global), _EXPORT: _appended(wasm, m, _EXPORT, new_export)}
+    bodies[_GLOBAL] = _vector_appended(bodies.get(_GLOBAL), new_global)
+    bodies[_EXPORT] = _vector_appended(bodies.get(_EXPORT), new_export)
     if m.bodies:
         bodies[_CODE] = bytes(code)
-    return _rebuild(wasm, m, bodies)
-
-
-def _appended(wasm: bytes, m: _Module, id: int, item: bytes) -> bytes:
-    """The contents of section `id` (a vector) with `item` appended."""
-    section = m.section(id)
-    if section is None:
-        return b"\x01" + item
-    count, pos = _read_leb(wasm, section.body)
-    return _leb(count + 1) + wasm[pos : section.end] + item
+    return _rebuild(wasm, m, bodies, custom)

@@ -92,6 +92,12 @@ class Settings:
     #: how long compiling a module loaded by SIGHUP may take
     guest_compile_timeout: float = 60.0
     max_body_bytes: int = 1024 * 1024
+    #: seconds a client may take to send its body, and to take its answer
+    client_timeout: float = 30.0
+    #: bytes of large answers waiting for their clients to take them, in all; past it 503
+    max_unsent_bytes: int = 256 * _MB
+    #: connections and requests at once (uvicorn's limit_concurrency); past it 503
+    max_connections: int = 512
     limits: Limits = _LIMITS
     data_dir: Path = Path(".data")
     #: where compiled guest code is kept between starts; None: no cache
@@ -144,6 +150,9 @@ class Settings:
             guest_module=Path(module) if module else None,
             guest_compile_timeout=_float(env, "GUEST_COMPILE_TIMEOUT", cls.guest_compile_timeout),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
+            client_timeout=_float(env, "CLIENT_TIMEOUT", cls.client_timeout),
+            max_unsent_bytes=_int(env, "MAX_UNSENT_MB", cls.max_unsent_bytes // _MB, minimum=1) * _MB,
+            max_connections=_int(env, "MAX_CONNECTIONS", cls.max_connections, minimum=1),
             limits=limits,
             data_dir=Path(env.get("ORDERS_DATA_DIR", "").strip() or ".data"),
             cache_dir=_cache_dir(env),

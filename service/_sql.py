@@ -32,9 +32,11 @@ from sqlglot.tokenizer_core import TokenType
 
 DIALECT = "mysql"
 #: The SQL text of one statement, without its values; the parse is cached per distinct text.
-MAX_SQL_TEXT_BYTES = 16 * 1024
-#: Values in one statement.
-MAX_PARAMETERS = 65_535
+MAX_SQL_TEXT_BYTES = 8 * 1024
+#: Values in one statement (the guest's largest, an INSERT of 100 orders, has 700).
+MAX_PARAMETERS = 1024
+#: Parentheses inside parentheses (subqueries, expressions).
+MAX_NESTING = 32
 #: Functions a guest may call: pure, and none reads files, the session, the server or the clock.
 FUNCTIONS = frozenset({"COUNT", "MIN", "MAX", "SUM", "AVG", "COALESCE", "JSON_ARRAY"})
 
@@ -129,16 +131,12 @@ class StatementRefused(Exception):
 class Statement:
     """A checked statement: its kind, and the text to send once values fill its placeholders."""
 
-    __slots__ = ("kind", "text", "_parts")
+    __slots__ = ("kind", "text", "placeholders")
 
     def __init__(self, kind: str, text: str) -> None:
         self.kind = kind
         self.text = text
-        self._parts = text.split("?")
-
-    @property
-    def placeholders(self) -> int:
-        return len(self._parts) - 1
+        self.placeholders = text.count("?")
 
     def bind(self, params: Sequence[Any]) -> str:
         """The text to send, each placeholder replaced by its value as a single-token literal.
@@ -146,11 +144,12 @@ class Statement:
         Raises StatementRefused for the wrong number of values or a value that is not a number,
         string, boolean or null.
         """
-        parts = self._parts
-        if len(params) != len(parts) - 1:
-            raise StatementRefused(f"the statement has {len(parts) - 1} placeholders and {len(params)} values")
+        if len(params) != self.placeholders:
+            raise StatementRefused(f"the statement has {self.placeholders} placeholders and {len(params)} values")
         if not params:
             return self.text
+        # Split on use rather than kept split: the cache then holds one string per statement.
+        parts = self.text.split("?")
         out = [parts[0]]
         for value, part in zip(params, parts[1:], strict=True):
             out.append(literal(value))
@@ -173,7 +172,8 @@ def literal(value: Any) -> str:
     if type(value) is float:
         if not math.isfinite(value):
             raise StatementRefused("a number value is not finite")
-        return repr(value) if value >= 0 else f"({value!r})"
+        # -0.0 too goes in parentheses: a minus before it would otherwise make `--`.
+        return repr(value) if math.copysign(1.0, value) > 0 else f"({value!r})"
     if type(value) is str:
         try:
             raw = value.encode("utf-8")
@@ -216,7 +216,7 @@ class Capability:
         return outcome
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=256)
 def _prepare(sql: str, key: tuple[tuple[tuple[str, tuple[str, ...]], ...], bool]) -> Statement | str:
     """The checked statement, or why it is refused; cached, since a guest sends the same few texts
     again and again (its values are parameters)."""
@@ -230,8 +230,25 @@ def _prepare(sql: str, key: tuple[tuple[tuple[str, tuple[str, ...]], ...], bool]
 def _check(sql: str, tables: Mapping[str, frozenset[str]], *, truncate: bool) -> Statement:
     if len(sql.encode("utf-8", "surrogatepass")) > MAX_SQL_TEXT_BYTES:
         raise StatementRefused(f"the SQL text is over {MAX_SQL_TEXT_BYTES} bytes")
+    depth = deepest = 0
+    for char in sql:  # the parser and generator recurse: bound the nesting before they see it
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    if deepest > MAX_NESTING:
+        raise StatementRefused(f"the statement nests parentheses {deepest} deep; at most {MAX_NESTING}")
+    try:
+        return _checked(sql, tables, truncate=truncate)
+    except RecursionError:
+        raise StatementRefused("the statement is nested too deeply to check") from None
+
+
+def _checked(sql: str, tables: Mapping[str, frozenset[str]], *, truncate: bool) -> Statement:
     tree = _parse(sql)
     kind = _check_tree(tree, tables, truncate=truncate)
+    _parenthesize(tree)
     # The text is generated from the tree, then parsed and checked again: that second tree is
     # the one of exactly the text that is sent.
     text = tree.sql(dialect=DIALECT, identify=True, comments=False)
@@ -250,6 +267,23 @@ def _check(sql: str, tables: Mapping[str, frozenset[str]], *, truncate: bool) ->
     if text.count("?") != placeholders or placeholders > MAX_PARAMETERS:
         raise StatementRefused(f"the statement has {placeholders} placeholders; at most {MAX_PARAMETERS}")
     return Statement(kind, text)
+
+
+# Conditions, and the operators that take values: MariaDB and sqlglot rank some of them
+# differently (MariaDB reads `a = b < c` as `(a = b) < c`, sqlglot as `a = (b < c)`; its BETWEEN
+# takes a condition as its upper bound), so a condition that is an operand is parenthesised.
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Is, exp.In, exp.Between)
+_CONDITIONS = (*_COMPARISONS, exp.Not, exp.And, exp.Or, exp.Exists)
+_OPERATORS = (*_COMPARISONS, exp.Add, exp.Sub, exp.Mul, exp.Neg)
+
+
+def _parenthesize(tree: exp.Expr) -> None:
+    """Puts every condition that is the operand of an operator in parentheses, so that MariaDB
+    reads the text as the tree says."""
+    for node in [n for n in tree.walk() if isinstance(n, _CONDITIONS) and isinstance(n.parent, _OPERATORS)]:
+        paren = exp.Paren()
+        node.replace(paren)
+        paren.set("this", node)
 
 
 def _parse(sql: str) -> exp.Expr:

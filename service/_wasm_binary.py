@@ -4,7 +4,8 @@ wasmer-python has no store limits; a memory or table whose declared maximum is N
 past N on any engine. `cap_memory` and `cap_tables` rewrite the declared limits before
 compiling. `inspect` decodes a module's outline (imports and exports with their types,
 memories, tables), so the host can check a module before it calls into it. `_metering` rewrites
-the code with the same parser.
+the code with the same parser, and adds the import of the host's clock with
+`_with_function_import`, which renumbers every function the module defines.
 
 Decoding is strict: whatever this parser does not know (a section, a type, a feature) is
 refused with GuestLoadError rather than passed on for an engine to read in its own way.
@@ -145,6 +146,9 @@ class _Module:
     data_count: int | None = None
     bodies: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each defined function's body
     custom: list[str] = field(default_factory=list)
+    # (start, end, index) of every function index outside the code section: in exports, the
+    # start section, element segments and ref.func in constant expressions
+    function_refs: list[tuple[int, int, int]] = field(default_factory=list)
 
     def section(self, id: int) -> _Section | None:
         return next((s for s in self.sections if s.id == id), None)
@@ -359,7 +363,7 @@ def _constant(r: _Reader, m: _Module, globals_visible: int) -> None:
         elif op == 0xD0:
             r.reference_type()
         elif op == 0xD2:
-            r.index(len(m.function_types), "function")
+            _function_index(r, m)
         elif op not in _CONSTANT_ARITHMETIC:
             raise _malformed(f"instruction 0x{op:02x} in a constant expression", start)
 
@@ -384,7 +388,15 @@ def _element_segment(r: _Reader, m: _Module) -> None:
             if kind != 0:
                 raise _malformed(f"unknown element kind 0x{kind:02x}", r.pos - 1)
         for _ in range(r.count()):
-            r.index(len(m.function_types), "function")
+            _function_index(r, m)
+
+
+def _function_index(r: _Reader, m: _Module, what: str = "function") -> int:
+    """A function index, noted in `m.function_refs`."""
+    start = r.pos
+    value = r.index(len(m.function_types), what)
+    m.function_refs.append((start, r.pos, value))
+    return value
 
 
 def _data_segment(r: _Reader, m: _Module) -> None:
@@ -454,12 +466,14 @@ def _parse_section(r: _Reader, id: int, m: _Module) -> None:
             kind = r.byte()
             if kind > 3:
                 raise _malformed(f"an export of unknown kind 0x{kind:02x}", r.pos - 1)
-            limit = (len(m.function_types), len(m.tables), len(m.memories), m.globals)[kind]
-            index = r.index(limit, EXTERNAL_KINDS[kind])
+            if kind == 0:
+                index = _function_index(r, m, EXTERNAL_KINDS[kind])
+            else:
+                index = r.index((len(m.tables), len(m.memories), m.globals)[kind - 1], EXTERNAL_KINDS[kind])
             func_type = m.types[m.function_types[index]] if kind == 0 else None
             m.exports.append(ExportInfo(name, EXTERNAL_KINDS[kind], index, func_type))
     elif id == _START:
-        m.start = r.index(len(m.function_types), "function")
+        m.start = _function_index(r, m)
     elif id == _ELEMENT:
         for _ in range(r.count()):
             _element_segment(r, m)
@@ -536,10 +550,12 @@ def inspect(wasm: bytes) -> ModuleInfo:
     )
 
 
-def _rebuild(wasm: bytes, m: _Module, bodies: dict[int, bytes]) -> bytes:
+def _rebuild(wasm: bytes, m: _Module, bodies: dict[int, bytes], custom: dict[int, bytes | None] | None = None) -> bytes:
     """The module with the contents of the sections in `bodies` replaced; a section the module
-    lacks is inserted where it belongs. Every other section, custom ones included, is kept as it
-    was, in its place."""
+    lacks is inserted where it belongs. `custom`: the custom sections replaced (by the offset
+    where each starts: its new contents, its name included) or dropped (None). Every other
+    section, custom ones included, is kept as it was, in its place."""
+    custom = custom or {}
     out = bytearray(_MAGIC)
     missing = {id: body for id, body in bodies.items() if m.section(id) is None}
 
@@ -554,6 +570,10 @@ def _rebuild(wasm: bytes, m: _Module, bodies: dict[int, bytes]) -> bytes:
         if section.id in bodies and section.id not in missing:
             body = bodies[section.id]
             out += bytes([section.id]) + _leb(len(body)) + body
+        elif section.id == 0 and section.start in custom:
+            replaced = custom[section.start]
+            if replaced is not None:
+                out += b"\x00" + _leb(len(replaced)) + replaced
         else:
             out += wasm[section.start : section.end]
     insert_before(len(_SECTION_RANK) + 1)
@@ -642,3 +662,119 @@ def defer_start(wasm: bytes) -> bytes:
         exports = _leb(count + 1) + wasm[pos : section.end] + item
     without_start = _Module(sections=[s for s in m.sections if s.id != _START])
     return _rebuild(wasm, without_start, {_EXPORT: exports})
+
+
+# --- a function import added, and the functions renumbered ---------------------------------------
+
+# The subsections of the name section that map function indices: function names (a name map),
+# local names and label names (an indirect name map: a name map per function).
+_NAME_FUNCTIONS, _NAME_LOCALS, _NAME_LABELS = 1, 2, 3
+
+
+def _with_function_import(wasm: bytes, m: _Module, module: str, name: str) -> tuple[dict[int, bytes], dict[int, bytes | None]]:
+    """What changes outside the code section when a function import `module`.`name` of type
+    () -> () is added after the module's function imports, at index `m.imported_functions`:
+    the contents of the sections to replace and the custom sections to replace or drop, for
+    `_rebuild`. The type () -> () is appended to the type section (no type moves), and every
+    function the module defines moves up by one: in exports, the start section, element
+    segments and ref.func in constant expressions, and in the name section, whose function,
+    local and label names are renumbered (and the new function named `name`). A name section
+    this cannot read is dropped: it is only for debugging. The function bodies' own calls and
+    ref.func are the caller's to renumber.
+
+    The contents of the global and export sections are always given when the module has them,
+    for the caller to append to.
+    """
+    at = m.imported_functions
+    bodies = {
+        _TYPE: _vector_appended(_contents(wasm, m, _TYPE), b"\x60\x00\x00"),
+        _IMPORT: _vector_appended(_contents(wasm, m, _IMPORT), _name(module) + _name(name) + b"\x00" + _leb(len(m.types))),
+    }
+    for section in m.sections:
+        if section.id not in (_GLOBAL, _EXPORT, _START, _ELEMENT, _DATA):
+            continue
+        refs = [
+            (start, end, index) for start, end, index in m.function_refs if section.body <= start < section.end and index >= at
+        ]
+        if refs or section.id in (_GLOBAL, _EXPORT):
+            out = bytearray()
+            last = section.body
+            for start, end, index in refs:
+                out += wasm[last:start] + _leb(index + 1)
+                last = end
+            out += wasm[last : section.end]
+            bodies[section.id] = bytes(out)
+    custom: dict[int, bytes | None] = {}
+    for section in m.sections:
+        if section.id == 0 and _Reader(wasm, section.body, section.end).name() == "name":
+            custom[section.start] = _names_renumbered(wasm, section, at, name)
+    return bodies, custom
+
+
+def _contents(wasm: bytes, m: _Module, id: int) -> bytes | None:
+    section = m.section(id)
+    return None if section is None else wasm[section.body : section.end]
+
+
+def _vector_appended(contents: bytes | None, item: bytes) -> bytes:
+    """The contents of a section that is a vector (None: the module lacks it) with `item` appended."""
+    if contents is None:
+        return b"\x01" + item
+    count, pos = _read_leb(contents, 0)
+    return _leb(count + 1) + contents[pos:] + item
+
+
+def _name(text: str) -> bytes:
+    raw = text.encode()
+    return _leb(len(raw)) + raw
+
+
+def _names_renumbered(wasm: bytes, section: _Section, at: int, name: str) -> bytes | None:
+    """The name section with every function index from `at` on moved up by one, and function
+    `at` named `name`; None when it cannot be read."""
+    r = _Reader(wasm, section.body, section.end)
+    try:
+        r.name()
+        out = bytearray(wasm[section.body : r.pos])
+        while r.pos < r.end:
+            id = r.byte()
+            size = r.count()
+            sub = _Reader(wasm, r.pos, r.pos + size)
+            r.skip(size)
+            if id == _NAME_FUNCTIONS:
+                body = _name_map_renumbered(sub, at, _leb(at) + _name(name))
+            elif id in (_NAME_LOCALS, _NAME_LABELS):
+                body = _name_map_renumbered(sub, at, None, indirect=True)
+            else:
+                body = wasm[sub.pos : sub.end]
+            out += bytes([id]) + _leb(len(body)) + body
+        return bytes(out)
+    except GuestLoadError:
+        return None
+
+
+def _name_map_renumbered(r: _Reader, at: int, insert: bytes | None, indirect: bool = False) -> bytes:
+    """A name map (function index, name), or an indirect one (function index, name map), with
+    indices from `at` on moved up by one and `insert` put in at `at`. Raises GuestLoadError
+    when it cannot be read."""
+    count = r.count()
+    out = bytearray(_leb(count + (insert is not None)))
+    for _ in range(count):
+        index = r.unsigned()
+        start = r.pos
+        if indirect:
+            for _ in range(r.count()):
+                r.unsigned()
+                r.skip(r.count())
+        else:
+            r.skip(r.count())
+        if index >= at:
+            if insert is not None:
+                out += insert
+                insert = None
+            index += 1
+        out += _leb(index) + r.data[start : r.pos]
+    if insert is not None:
+        out += insert
+    r.done("name map")
+    return bytes(out)

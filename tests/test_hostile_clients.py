@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from service import EmbeddedMariaDB
+from service._database import schema_statements
 
 from .conftest import NEW_ORDER, Db, Service, least_privilege, make_database
 
@@ -214,6 +216,8 @@ def guest_statements(db: Db) -> list[tuple[Any, ...]]:
 @pytest.fixture
 def locked(db: Db) -> Iterator[None]:
     """Order 1, locked FOR UPDATE by another client of the database for the test's duration."""
+    for statement in schema_statements():
+        db.run(statement)
     db.run("TRUNCATE TABLE orders")
     db.run("INSERT INTO orders VALUES (1, 12, 2, 19.99, 15, 2, 'locked')")
     holder = db.connect()
@@ -303,5 +307,91 @@ def test_a_frozen_database_answers_503_and_heals(own_mariadb: EmbeddedMariaDB, e
             assert time.monotonic() < deadline, "the service did not heal"
             time.sleep(0.2)
         assert service.client.post("/api/orders", json=NEW_ORDER).status_code == 201
+    finally:
+        service.stop()
+
+
+# --- clients that are slow on purpose ------------------------------------------------------------
+
+
+@pytest.fixture
+def impatient(db: Db, engine: str, tmp_path: Path) -> Iterator[Service]:
+    """The service with short client deadlines and a small budget for unsent answers."""
+    env = {**least_privilege(db), "WASM_ENGINE": engine, "CLIENT_TIMEOUT": "4", "MAX_UNSENT_MB": "48"}
+    service = Service(env, tmp_path / "service.log")
+    yield service
+    service.stop()
+
+
+def test_a_body_that_never_arrives_is_answered_408(impatient: Service, db: Db) -> None:
+    """100 clients each announce 1 MiB, send most of it, and stall: each is answered 408 and cut
+    off at CLIENT_TIMEOUT, nothing is written, and the memory their bodies took comes back."""
+    db.run("TRUNCATE TABLE orders")
+    before = rss(impatient.process.pid)
+    head = b"POST /create_orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n"
+    sockets = []
+    for _ in range(100):
+        sock = socket.create_connection(("127.0.0.1", impatient.port))
+        sock.sendall(head + b"[" + b"{}," * 340_000)
+        sockets.append(sock)
+    started = time.monotonic()
+    assert impatient.client.get("/healthz").status_code == 200  # it keeps serving meanwhile
+    answers = []
+    for sock in sockets:
+        sock.settimeout(15)
+        answers.append(sock.recv(65536).split(b"\r\n", 1)[0])
+        sock.close()
+    assert time.monotonic() - started < 12
+    assert set(answers) == {b"HTTP/1.1 408 Request Timeout"}
+    assert db.rows() == []
+    time.sleep(0.5)
+    grown = rss(impatient.process.pid) - before
+    assert grown < 48 * MB, f"resident memory grew by {grown // MB} MiB"
+
+
+def test_clients_that_never_read_their_answers_are_bounded(impatient: Service, db: Db) -> None:
+    """Clients ask for a 14 MB list (more than the kernel buffers) and never read it: the answers
+    held for them are bounded in all (MAX_UNSENT_MB; past it 503), each connection is closed at
+    CLIENT_TIMEOUT, the service answers others meanwhile, and the memory comes back."""
+    seed(db, 100_000)
+    assert impatient.client.get("/orders", timeout=60).status_code == 200
+    before = rss(impatient.process.pid)
+    sockets = []
+    for _ in range(10):
+        sock = socket.create_connection(("127.0.0.1", impatient.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /orders HTTP/1.1\r\nHost: x\r\n\r\n")
+        sockets.append(sock)
+    time.sleep(3.0)  # the ten answers are made
+    peak = rss(impatient.process.pid)
+    assert impatient.client.get("/api/orders/1").status_code == 200
+    time.sleep(5.0)  # CLIENT_TIMEOUT: the stalled answers are given up, their connections closed
+    statuses = set()
+    for sock in sockets:
+        sock.settimeout(5)
+        first = sock.recv(4096).split(b"\r\n", 1)[0]
+        statuses.add(first)
+        sock.close()
+    assert statuses <= {b"HTTP/1.1 200 OK", b"HTTP/1.1 503 Service Unavailable"}
+    assert b"HTTP/1.1 503 Service Unavailable" in statuses  # ten answers of 14 MB are past 48 MiB
+    assert peak - before < 128 * MB, f"held {(peak - before) // MB} MiB for clients that do not read"
+    time.sleep(0.5)
+    after = rss(impatient.process.pid)
+    assert after - before < 48 * MB, f"{before // MB} MiB before, {peak // MB} at the peak, {after // MB} after"
+    assert "took less than its" in impatient.log()
+
+
+def test_a_reset_blocked_by_a_lock_gives_up_in_time(db: Db, engine: str, tmp_path: Path, locked: None) -> None:
+    """/init's TRUNCATE runs as the administrator, bounded like the guest's statements: behind
+    another client's transaction it gives up after the lock wait limit, and changes nothing."""
+    env = {**least_privilege(db), "WASM_ENGINE": engine, "ORDERS_ALLOW_RESET": "1", "DB_LOCK_TIMEOUT": "1"}
+    service = Service(env, tmp_path / "service.log")
+    try:
+        started = time.monotonic()
+        blocked = service.client.get("/init")
+        assert time.monotonic() - started < 4
+        assert (blocked.status_code, blocked.json()["error"]["code"], blocked.headers["retry-after"]) == (409, "order_busy", "1")
+        assert db.rows("SELECT COUNT(*) FROM orders") == [(1,)]
+        assert guest_statements(db) == []
     finally:
         service.stop()

@@ -23,12 +23,14 @@ import pytest
 
 from service import Guest, GuestFault, GuestLoadError, LimitExceeded, Limits, load_engine
 from service._database import Database, prepare_guest_user
+from service._guest import GuestInstance, _Invocation
 from service._hostfuncs import HostSession
 from service._settings import DatabaseURL
+from service._sql import Capability
 from service._wasm_binary import PAGE, cap_memory
 
 from . import wat_guests
-from .conftest import ENGINES, Db, EmbeddedMariaDB, Service, least_privilege, make_database
+from .conftest import ENGINES, ROOT, Db, EmbeddedMariaDB, Service, least_privilege, make_database
 from .wat_guests import CAPABILITY, INSERT, RESPOND, build, statement_guest, wat_guest, with_data, with_locals
 
 ROWS_QUERY = {"sql": "SELECT order_id FROM orders", "params": []}
@@ -77,7 +79,7 @@ async def invoke(guest: Guest, database: Database, request: bytes = b'{"op":"x"}
     )
     clean = False
     try:
-        response = await guest.invoke(request, host.call, host.log)
+        response = await guest.invoke(request, host.call, host.log, host.charged)
         clean = True
         return response
     finally:
@@ -434,11 +436,11 @@ def rss() -> int:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_huge_result_is_stopped_as_it_streams(engine: str, hostile_db: tuple[Db, DatabaseURL], tmp_path: Path) -> None:
-    """A query whose result is some 200 MB is stopped at MAX_RESULT_BYTES, without the process
+    """A query whose result is some 140 MB is stopped at MAX_RESULT_BYTES, without the process
     holding the result first, and its statement is killed on the server."""
     admin, guest_url = hostile_db
     seed(admin, 20_000)
-    wide = "JSON_ARRAY(" + ", ".join(["shipping_address"] * 600) + ")"  # some 11 KB a row, 200 MB in all
+    wide = "JSON_ARRAY(" + ", ".join(["shipping_address"] * 400) + ")"  # some 7 KB a row, 140 MB in all
     guest = guest_with(engine, statement_guest({"sql": f"SELECT {wide} FROM orders", "params": [], "json_rows": True}), tmp_path)
 
     async def work(database: Database) -> int:
@@ -604,3 +606,145 @@ def test_sigterm_stops_the_service_while_a_guest_loops(engine: str, guest_db: Db
         assert time.monotonic() - started < 10
     finally:
         svc.stop()
+
+
+# Code the meter charges far less than it costs: every load a cache miss over 32 MiB, and
+# instructions the engine runs as calls into itself. On wasmer the meter must still look at the
+# clock often enough; on wasmtime the epoch deadline stops them anyway.
+CHASE = f"""
+    (drop (memory.grow (i32.const 520)))
+    (local.set $i (i32.const 0))
+    (loop $fill
+      (local.set $n (i32.and (i32.add (i32.mul (local.get $i) (i32.const 1664525)) (i32.const 1013904223)) (i32.const 0x7FFFF)))
+      (i32.store (i32.add (i32.const 0x40000) (i32.shl (local.get $i) (i32.const 6)))
+                 (i32.add (i32.const 0x40000) (i32.shl (local.get $n) (i32.const 6))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $fill (i32.lt_u (local.get $i) (i32.const 0x80000))))
+    (local.set $p (i32.const 0x40000))
+    (loop $chase
+      {"(local.set $p (i32.load (local.get $p)))" * 64}
+      (br $chase))
+    {RESPOND}"""
+ENGINE_CALLS = f"""
+    (loop $again
+      {"(data.drop $segment) (drop (memory.size))" * 32}
+      (br $again))
+    {RESPOND}"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "body, extra", [(CHASE, ""), (ENGINE_CALLS, '(data $segment "x")')], ids=["cache misses", "engine calls"]
+)
+def test_code_that_costs_more_than_it_is_charged_is_stopped_in_time(
+    engine: str, body: str, extra: str, hostile_db: tuple[Db, DatabaseURL], tmp_path: Path
+) -> None:
+    wat = with_locals(wat_guest(body), "(local $i i32) (local $n i32) (local $p i32)")
+    if extra:
+        wat = wat.replace("(data (i32.const 1024)", f"{extra}\n  (data (i32.const 1024)")
+    guest = guest_with(engine, wat, tmp_path, time_seconds=0.3)
+
+    async def work(database: Database) -> float:
+        started = time.monotonic()
+        with pytest.raises(LimitExceeded) as stopped:
+            await invoke(guest, database)
+        assert stopped.value.limit == "time"
+        return time.monotonic() - started
+
+    assert run(hostile_db, work) < 1.5
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "statement, call",
+    [
+        ({"sql": "SELECT order_id FROM orders", "params": []}, "$db_execute"),
+        ({"sql": "DELETE FROM orders WHERE order_id > ?", "params": [0]}, "$db_query"),
+    ],
+    ids=["a read through db_execute", "a write through db_query"],
+)
+def test_each_import_runs_its_own_kind_of_statement(
+    engine: str, statement: dict[str, Any], call: str, hostile_db: tuple[Db, DatabaseURL], tmp_path: Path
+) -> None:
+    """db_execute reads no rows (so a SELECT there would escape the result limits), and
+    db_query changes nothing (so the limit answer can say truly what was kept)."""
+    admin, _ = hostile_db
+    seed(admin, 3)
+    guest = guest_with(engine, statement_guest(statement, call=call), tmp_path)
+
+    async def work(database: Database) -> None:
+        with pytest.raises(GuestFault, match="goes through db_"):
+            await invoke(guest, database)
+
+    run(hostile_db, work)
+    assert admin.rows("SELECT COUNT(*) FROM orders") == [(3,)]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_truncate_inside_a_transaction_is_refused(engine: str, hostile_db: tuple[Db, DatabaseURL], tmp_path: Path) -> None:
+    """TRUNCATE runs as the administrator, on another connection, where it would wait for the
+    guest's own transaction: it is answered as an error instead."""
+    admin, _ = hostile_db
+    seed(admin, 3)
+    before = "(drop (call $db_begin))"
+    guest = guest_with(
+        engine, statement_guest({"sql": "TRUNCATE TABLE orders", "params": []}, call="$db_execute", before=before), tmp_path
+    )
+    resets = Capability.from_schema_file(ROOT / "sql" / "schema.sql", truncate=True)
+
+    async def work(database: Database) -> Any:
+        host = HostSession(database, resets, max_result_bytes=1 << 20)
+        try:
+            return await guest.invoke(b'{"op":"x"}\n', host.call, host.log)
+        finally:
+            await host.close()
+
+    started = time.monotonic()
+    answer = result_of(run(hostile_db, work))
+    assert time.monotonic() - started < 3
+    assert answer["error"] == {"kind": "invalid", "code": 0, "message": "TRUNCATE TABLE cannot run inside a transaction"}
+    assert admin.rows("SELECT COUNT(*) FROM orders") == [(3,)]
+
+
+BIG_STATEMENT = json.dumps({"sql": "SELECT 1", "params": [], "pad": [0.125] * 140_000})
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_hosts_work_on_a_guests_statements_counts_against_its_time(
+    engine: str, hostile_db: tuple[Db, DatabaseURL], tmp_path: Path
+) -> None:
+    """200 statements of 900 KB each: decoding them is host work the guest asked for, and it is
+    stopped at the guest's time limit, not at REQUEST_TIMEOUT."""
+    assert len(BIG_STATEMENT) < 1024 * 1024
+    body = f"""
+    (local.set $n (i32.const 0))
+    (loop $more
+      (drop (call $db_query (i32.const 65536) (i32.const {len(BIG_STATEMENT)})))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br_if $more (i32.lt_u (local.get $n) (i32.const 190))))
+    {RESPOND}"""
+    wat = with_data(with_locals(wat_guest(body), "(local $n i32)"), 65536, BIG_STATEMENT).replace(
+        '(memory (export "memory") 4)', '(memory (export "memory") 32)'
+    )
+    wat = wat.replace("(global $heap (mut i32) (i32.const 65536))", "(global $heap (mut i32) (i32.const 1966080))")
+    guest = guest_with(engine, wat, tmp_path, time_seconds=0.5, request_seconds=60)
+
+    async def work(database: Database) -> None:
+        with pytest.raises(LimitExceeded, match="time limit|statements") as stopped:
+            await invoke(guest, database)
+        assert stopped.value.limit == "time"
+
+    started = time.monotonic()
+    run(hostile_db, work)
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_setting_up_an_instance_for_a_request_counts_against_its_time(engine: str, tmp_path: Path) -> None:
+    guest = guest_with(engine, wat_guest(RESPOND), tmp_path)
+    invocation = _Invocation(_no_database, lambda level, message: None, guest.limits)
+    instance = GuestInstance(guest, invocation)
+    try:
+        assert invocation.guest_seconds > 0
+    finally:
+        instance.close()

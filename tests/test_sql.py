@@ -180,6 +180,28 @@ def test_the_text_sent_is_generated_from_the_checked_tree() -> None:
     assert statement.bind([7]) == "SELECT `order_id` FROM `orders` WHERE `order_id` = 7 FOR UPDATE"
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT " + "(" * 3000 + "1" + ")" * 3000,
+        "SELECT order_id FROM orders WHERE " + "NOT " * 2000 + "order_id = ?",
+        "SELECT order_id FROM orders WHERE order_id = " + "- " * 3000 + "1",
+        "SELECT COUNT(*) FROM orders WHERE order_id IN "
+        + "(SELECT order_id FROM orders WHERE order_id IN " * 40
+        + "(1)"
+        + ")" * 40,
+    ],
+    ids=["parentheses", "NOT", "minus", "subqueries"],
+)
+def test_a_statement_nested_too_deep_to_check_is_refused(sql: str) -> None:
+    with pytest.raises(StatementRefused, match="deep|nest|NOT may only"):
+        CAPABILITY.check(sql)
+
+
+def test_a_long_flat_statement_is_checked_without_trouble() -> None:
+    assert CAPABILITY.check("SELECT 1 " + "+ 1 " * 1900).placeholders == 0
+
+
 def test_a_statement_too_long_to_check_is_refused() -> None:
     sql = f"INSERT INTO orders ({COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * 1000)
     assert len(sql) > MAX_SQL_TEXT_BYTES
@@ -200,6 +222,7 @@ def test_a_statement_too_long_to_check_is_refused() -> None:
         (-5, "(-5)"),
         (19.5, "19.5"),
         (-0.25, "(-0.25)"),
+        (-0.0, "(-0.0)"),
         ("x' OR '1'='1", "_utf8mb4 X'7827204f52202731273d2731'"),
         ("", "_utf8mb4 X''"),
     ],
@@ -322,3 +345,27 @@ def test_what_the_checker_accepts_mariadb_reads_the_same_way(guest_conn: pymysql
     with guest_conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM orders")
         assert cur.fetchall() == ((1,),)
+
+
+@pytest.mark.parametrize(
+    "sql, values, meant",
+    [
+        # sqlglot reads `a = b < c` as a = (b < c); MariaDB, left to right, as (a = b) < c
+        ("SELECT COUNT(*) FROM orders WHERE order_id = ? < 2", [1], 1),
+        ("SELECT 2 = 1 < 3", [], 0),
+        # MariaDB's BETWEEN takes a condition as its upper bound; the tree means the first BETWEEN
+        ("SELECT 1 BETWEEN 0 AND 5 BETWEEN 1 AND 1", [], 1),
+        ("SELECT 1 IS NULL IN (0)", [], 1),
+    ],
+)
+def test_mariadb_reads_what_the_tree_means(
+    guest_conn: pymysql.connections.Connection, sql: str, values: list[int], meant: int
+) -> None:
+    guest_conn.begin()
+    try:
+        with guest_conn.cursor() as cur:
+            cur.execute("INSERT INTO orders VALUES (2, 2, 3, 4.50, 0, 0, 'b'), (3, 2, 3, 4.50, 0, 0, 'c')")
+            cur.execute(CAPABILITY.check(sql).bind(values))
+            assert cur.fetchall() == ((meant,),)
+    finally:
+        guest_conn.rollback()

@@ -192,7 +192,9 @@ def run(db: Db, work: Callable[[Database], Awaitable[T]], guest_url: DatabaseURL
     administrator of `db`); `options` go to Database."""
 
     async def main() -> T:
-        database = Database(guest_url or db.url, admin_url=db.url, pool_max=3, **options)
+        database = Database(
+            guest_url or db.url, admin_url=db.url, pool_max=3, guest_tables=frozenset(CAPABILITY.tables), **options
+        )
         await database.start()
         try:
             return await work(database)
@@ -206,7 +208,7 @@ async def invoke(guest: Guest, database: Database, request: bytes = b'{"op":"ord
     session = HostSession(database, CAPABILITY, max_result_bytes=1 << 20)
     clean = False
     try:
-        response = await guest.invoke(request, session.call, session.log)
+        response = await guest.invoke(request, session.call, session.log, session.charged)
         clean = True
         return response
     finally:

@@ -119,6 +119,7 @@ impl ApiError {
             "database_timeout" => "The database did not answer in time",
             "limit_exceeded" => "A limit was exceeded",
             "database_error" => "The database refused the request",
+            "too_many_orders" => "Too many orders to list at once",
             "unknown_operation" => "Not found",
             _ => "The request failed",
         }

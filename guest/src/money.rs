@@ -23,33 +23,36 @@ impl MoneyError {
 }
 
 /// Parses a decimal number's text (JSON number syntax, or a database DECIMAL) into cents.
+///
+/// One pass over the text, nothing copied: only where the first and last nonzero digits of
+/// the mantissa are matters, so a text of any length (a body can hold a number of 1 MiB) costs
+/// time in proportion to its length and no memory. The answers are what the exact value
+/// calls for, checked in this order: not a number, too precise, negative, too large.
 pub fn parse_cents(text: &str) -> Result<i64, MoneyError> {
     let bytes = text.as_bytes();
-    let mut i = 0;
     let negative = bytes.first() == Some(&b'-');
-    if negative {
-        i += 1;
-    }
-    let mut digits: Vec<u8> = Vec::new();
-    let mut frac_len: i64 = 0;
-    let mut seen_digit = false;
-    let mut in_frac = false;
+    let mut i = usize::from(negative);
+    // Digits of the mantissa seen so far, and how many came before the point.
+    let mut count: usize = 0;
+    let mut before_point: Option<usize> = None;
+    // The first and last nonzero digits: their byte offsets and their places among the digits.
+    let mut first: Option<(usize, usize)> = None;
+    let mut last: Option<(usize, usize)> = None;
     while i < bytes.len() {
         match bytes[i] {
-            b'0'..=b'9' => {
-                seen_digit = true;
-                digits.push(bytes[i] - b'0');
-                if in_frac {
-                    frac_len += 1;
-                }
+            b'0' => count += 1,
+            b'1'..=b'9' => {
+                first.get_or_insert((i, count));
+                last = Some((i, count));
+                count += 1;
             }
-            b'.' if !in_frac => in_frac = true,
+            b'.' if before_point.is_none() => before_point = Some(count),
             b'e' | b'E' => break,
             _ => return Err(MoneyError::NotANumber),
         }
         i += 1;
     }
-    if !seen_digit {
+    if count == 0 {
         return Err(MoneyError::NotANumber);
     }
     let mut exponent: i64 = 0;
@@ -67,35 +70,32 @@ pub fn parse_cents(text: &str) -> Result<i64, MoneyError> {
             }
         };
     }
-    // value = digits * 10^(exponent - frac_len); cents = digits * 10^(exponent - frac_len + 2)
-    while digits.len() > 1 && digits[0] == 0 {
-        digits.remove(0);
-    }
-    let is_zero = digits.iter().all(|&d| d == 0);
-    if is_zero {
-        return Ok(0);
-    }
-    let mut shift = exponent.saturating_sub(frac_len).saturating_add(2);
-    while shift < 0 {
-        if digits.last() != Some(&0) {
-            return Err(MoneyError::TooPrecise);
-        }
-        digits.pop();
-        shift += 1;
+    let ((first_at, first_place), (last_at, last_place)) = match (first, last) {
+        (Some(first), Some(last)) => (first, last),
+        _ => return Ok(0), // every digit is 0: "-0.0" and "0e999" too
+    };
+    // The power of ten of the digit at `place`; i128 holds it for any text and exponent.
+    let int_digits = before_point.unwrap_or(count) as i128;
+    let power = |place: usize| int_digits - 1 - place as i128 + exponent as i128;
+    let (highest, lowest) = (power(first_place), power(last_place));
+    if lowest < -2 {
+        return Err(MoneyError::TooPrecise);
     }
     if negative {
         return Err(MoneyError::Negative);
     }
-    if digits.len() as i64 + shift > 13 {
+    // 9999999999.99 is the most a DECIMAL(12,2) holds: no digit above 10^9.
+    if highest > 9 {
         return Err(MoneyError::TooLarge);
     }
+    // From here the digits from the first to the last nonzero one are at most 12.
     let mut cents: i64 = 0;
-    for d in digits {
-        cents = cents * 10 + d as i64;
+    for &b in &bytes[first_at..=last_at] {
+        if b != b'.' {
+            cents = cents * 10 + i64::from(b - b'0');
+        }
     }
-    for _ in 0..shift {
-        cents *= 10;
-    }
+    cents *= 10_i64.pow((lowest + 2) as u32);
     if cents > MAX_CENTS {
         return Err(MoneyError::TooLarge);
     }
@@ -150,6 +150,57 @@ mod tests {
         assert_eq!(parse_cents("1e-99999999999999999999"), Err(MoneyError::TooPrecise));
         assert_eq!(parse_cents("abc"), Err(MoneyError::NotANumber));
         assert_eq!(parse_cents(""), Err(MoneyError::NotANumber));
+    }
+
+    #[test]
+    fn huge_exponents_are_answered_not_overflowed() {
+        // Near i64's ends, the exponent plus the digits' places does not fit an i64.
+        assert_eq!(parse_cents("1e9223372036854775807"), Err(MoneyError::TooLarge));
+        assert_eq!(parse_cents("12345e9223372036854775805"), Err(MoneyError::TooLarge));
+        assert_eq!(parse_cents("1e-9223372036854775808"), Err(MoneyError::TooPrecise));
+        assert_eq!(parse_cents("0.01e-9223372036854775808"), Err(MoneyError::TooPrecise));
+        assert_eq!(parse_cents("-1e9223372036854775807"), Err(MoneyError::Negative));
+        assert_eq!(parse_cents("0e9223372036854775807"), Ok(0));
+        assert_eq!(parse_cents("100e-2"), Ok(100));
+        assert_eq!(parse_cents(".5"), Ok(50));
+        assert_eq!(parse_cents("1."), Ok(100));
+        assert_eq!(parse_cents("1.2.3"), Err(MoneyError::NotANumber));
+        assert_eq!(parse_cents("-"), Err(MoneyError::NotANumber));
+    }
+
+    const MIB: usize = 1024 * 1024;
+
+    /// A number text of 1 MiB answers in one pass (a quadratic parse would run for hours; the
+    /// guest has 1 s): the test finishing is the check.
+    #[test]
+    fn a_number_of_1_mib_is_parsed_in_one_pass() {
+        let zeros = "0".repeat(MIB);
+        let nines = "9".repeat(MIB);
+        let cases = [
+            (format!("0.{}1", zeros), Err(MoneyError::TooPrecise)),
+            (format!("-0.{}1", zeros), Err(MoneyError::TooPrecise)),
+            (format!("1{}", zeros), Err(MoneyError::TooLarge)),
+            (format!("1{}.{}", zeros, zeros), Err(MoneyError::TooLarge)),
+            (format!("-1{}", zeros), Err(MoneyError::Negative)),
+            (nines.clone(), Err(MoneyError::TooLarge)),
+            (format!("{}.{}", nines, nines), Err(MoneyError::TooPrecise)),
+            (format!("0.{}", nines), Err(MoneyError::TooPrecise)),
+            // Exact as ever: zeros on either end change nothing, an exponent moves the point.
+            (format!("1.{}", zeros), Ok(100)),
+            (format!("19.99{}", zeros), Ok(1999)),
+            (format!("0.{}1999e{}", zeros, MIB + 2), Ok(1999)),
+            (format!("1999{}e-{}", zeros, MIB + 2), Ok(1999)),
+            (format!("0.{}", zeros), Ok(0)),
+            (format!("{}e-99999", zeros), Ok(0)),
+            (format!("1.{}x", zeros), Err(MoneyError::NotANumber)),
+            (format!("1e{}", nines), Err(MoneyError::TooLarge)),
+            (format!("1e-{}", nines), Err(MoneyError::TooPrecise)),
+            (format!("1e{}5", zeros), Ok(10_000_000)),
+        ];
+        for (text, answer) in cases {
+            assert!(text.len() >= MIB);
+            assert_eq!(parse_cents(&text), answer, "{}...{}", &text[..8], &text[text.len() - 8..]);
+        }
     }
 
     #[test]

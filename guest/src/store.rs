@@ -22,9 +22,14 @@ pub const PAGE_ROWS: u64 = 2000;
 /// How often an insert with a free id is tried again when another insert takes the id first.
 const FREE_ID_ATTEMPTS: usize = 5;
 
+/// The highest id below the largest (param: the largest id): one step down the primary key
+/// however large the table. The id above it is free, and the one AUTO_INCREMENT would have
+/// given had no order taken the largest id.
+const HIGHEST_SQL: &str = "SELECT MAX(order_id) FROM orders WHERE order_id < ?";
 /// Whether id 1 is free: the gap query below cannot see a gap before the first row.
 const ONE_USED_SQL: &str = "SELECT COUNT(*) FROM orders WHERE order_id = ?";
-/// The lowest id just after a used one that is free itself (param: the largest id).
+/// The lowest id just after a used one that is free itself (param: the largest id). It reads
+/// the ids from the bottom up to the first gap, all of them in a dense table: the last resort.
 const GAP_SQL: &str = "SELECT a.order_id + 1 FROM orders AS a WHERE a.order_id < ? AND NOT EXISTS \
                        (SELECT 1 FROM orders AS b WHERE b.order_id = a.order_id + 1) ORDER BY a.order_id LIMIT 1";
 
@@ -60,8 +65,7 @@ fn insert_chunks(db: &mut impl Db, rows: &[&Order]) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Inserts one order; returns its id (the database's choice, or the lowest free one, when it
-/// had none).
+/// Inserts one order; returns its id (the database's choice, or a free one, when it had none).
 pub fn insert(db: &mut impl Db, order: &Order) -> Result<i64, ApiError> {
     match insert_rows(db, &[order], None) {
         Ok(done) => Ok(order.order_id.unwrap_or(done.last_insert_id as i64)),
@@ -133,7 +137,7 @@ fn insert_with_free_id(db: &mut impl Db, order: &Order) -> Result<i64, ApiError>
     Err(ids_contended())
 }
 
-/// The batch again, in a new transaction, its orders without an id given the lowest free ones.
+/// The batch again, in a new transaction, its orders without an id given free ones.
 /// A race restarts the transaction: inside one, a consistent read keeps seeing the id as free.
 fn insert_all_with_free_ids(db: &mut impl Db, rows: &[&Order]) -> Result<(), ApiError> {
     let (given, missing): (Vec<&Order>, Vec<&Order>) = rows.iter().partition(|o| o.order_id.is_some());
@@ -154,24 +158,25 @@ fn insert_all_with_free_ids(db: &mut impl Db, rows: &[&Order]) -> Result<(), Api
     Err(ids_contended())
 }
 
-/// Inserts `rows` with the lowest free ids, up to `INSERT_ROWS` consecutive ids per statement;
-/// returns the first id used. After a run of ids, the next one is tried before asking where
-/// the next gap is, so filling a large gap costs one statement per chunk.
+/// Inserts `rows` with free ids (`free_id`), up to `INSERT_ROWS` consecutive ids per
+/// statement; returns the first id used. After a run of ids, the next one is tried before
+/// asking where the next free one is, so a batch above the highest id, or filling a large gap,
+/// costs one statement per chunk.
 fn fill_free_ids(db: &mut impl Db, rows: &[&Order]) -> Result<i64, Fill> {
-    let mut one_used = false;
+    let mut search = Search::default();
     let mut next_guess = None;
     let mut first = None;
     let mut rest = rows;
     while !rest.is_empty() {
         let (start, known_free) = match next_guess.take() {
             Some(id) => (id, false),
-            None => (lowest_free_id(db, &mut one_used)?.ok_or(Fill::Exhausted)?, true),
+            None => (free_id(db, &mut search)?.ok_or(Fill::Exhausted)?, true),
         };
         let n = rest.len().min(INSERT_ROWS).min((MAX_INT - start + 1) as usize);
         let done = insert_run(db, &rest[..n], start, known_free)?;
         if done > 0 {
             first.get_or_insert(start);
-            one_used |= start == 1;
+            search.one_used |= start == 1;
             rest = &rest[done..];
         }
         if done == n && start + (n as i64) <= MAX_INT {
@@ -203,14 +208,40 @@ fn insert_run(db: &mut impl Db, rows: &[&Order], start: i64, known_free: bool) -
     }
 }
 
-/// The lowest order_id no order has, or None when every one of 1..=MAX_INT is used.
-/// `one_used` remembers, within one transaction, that id 1 was seen used.
-fn lowest_free_id(db: &mut impl Db, one_used: &mut bool) -> Result<Option<i64>, DbError> {
-    if !*one_used {
+/// What one search for free ids has learnt, within one transaction.
+#[derive(Default)]
+struct Search {
+    /// The id just above the highest one below MAX_INT is not free: MAX_INT - 1 is used (or
+    /// only ids below 1 are).
+    past_highest: bool,
+    /// Id 1 is used.
+    one_used: bool,
+}
+
+/// An order_id no order has, or None when every one of 1..=MAX_INT is used. Cheapest first:
+/// the id just above the highest one below MAX_INT (where AUTO_INCREMENT would have gone on
+/// counting had an order not taken MAX_INT), then id 1, and only when both are used, the
+/// lowest id after a used one, which reads the table from the bottom to its first gap.
+fn free_id(db: &mut impl Db, search: &mut Search) -> Result<Option<i64>, DbError> {
+    if !search.past_highest {
+        let rows = db.query(HIGHEST_SQL, &[Value::from(MAX_INT)])?;
+        match first_cell(&rows) {
+            // No order below MAX_INT.
+            Some(Value::Null) => return Ok(Some(1)),
+            Some(cell) => match cell.as_i64() {
+                Some(highest) if (0..MAX_INT - 1).contains(&highest) => return Ok(Some(highest + 1)),
+                // MAX_INT - 1 is used, or only ids below 1 are: look lower.
+                Some(highest) if highest < MAX_INT => search.past_highest = true,
+                _ => return Err(DbError::protocol(format!("the highest id query returned {}", cell))),
+            },
+            None => return Err(DbError::protocol("MAX(order_id) returned no row")),
+        }
+    }
+    if !search.one_used {
         let rows = db.query(ONE_USED_SQL, &[Value::from(1)])?;
         match first_cell(&rows).and_then(Value::as_u64) {
             Some(0) => return Ok(Some(1)),
-            Some(_) => *one_used = true,
+            Some(_) => search.one_used = true,
             None => return Err(DbError::protocol("COUNT(*) returned no number")),
         }
     }

@@ -355,7 +355,7 @@ fn every_statement_uses_question_marks() {
         Ok(rows.clone()),                              // get
         Ok(json!(null)), Ok(rows), Ok(json!(1)), Ok(json!(null)), // patch
         Ok(json!(1)),                                  // delete
-        Err(out_of_range()), Ok(json!([[1]])), Ok(json!([[5]])), Ok(json!(1)), // create, free id
+        Err(out_of_range()), top_used(), Ok(json!([[1]])), Ok(json!([[5]])), Ok(json!(1)), // create, free id
         Ok(json!(0)),                                  // init
     ]);
     let body = format!("[{},{}]", ORDER, ORDER.replace("\"order_id\":1", "\"order_id\":2"));
@@ -375,7 +375,7 @@ fn every_statement_uses_question_marks() {
     let mut shapes: Vec<&str> = db.statements.iter().map(|(sql, _)| sql.as_str()).collect();
     shapes.sort_unstable();
     shapes.dedup();
-    assert_eq!(shapes.len(), 12, "{:#?}", shapes);
+    assert_eq!(shapes.len(), 13, "{:#?}", shapes);
 }
 
 // ---- conflict and timeout ----
@@ -541,6 +541,43 @@ fn repeated_ids_are_capped_too() {
     assert!(db.calls.is_empty());
 }
 
+#[test]
+fn a_number_of_1_mib_in_any_field_is_refused_in_one_pass() {
+    // The test finishing is the check: a parse quadratic in the digits would take hours.
+    let zeros = "0".repeat(MIB);
+    let ones = "1".repeat(MIB);
+    let cases = [
+        ("amount", format!("0.{}1", zeros), "must have at most two decimal places"),
+        ("shipping", format!("1{}", zeros), "must be at most 9999999999.99"),
+        ("tax", format!("-{}", ones), "must not be negative"),
+        ("amount", format!("0.{}1e{}", zeros, MIB + 1), ""),
+        ("quantity", ones.clone(), "must be at most 2147483647"),
+        ("quantity", format!("-{}", ones), "must be at least 1"),
+        ("product_id", format!("1.{}", zeros), "must be a whole number"),
+        ("order_id", format!("1{}", zeros), "must be at most 2147483647"),
+        ("order_id", format!("1e{}", ones), "must be a whole number"),
+    ];
+    for (field, number, message) in cases {
+        let mut body = ORDER.to_string();
+        let at = body.find(&format!("\"{}\":", field)).unwrap() + field.len() + 3;
+        let end = at + body[at..].find(',').unwrap();
+        body.replace_range(at..end, &number);
+        for op in ["create_order", "update_order"] {
+            let mut db = FakeDb::answering(vec![Ok(json!(1))]);
+            let (status, answer) = call(op, json!({}), &body, &mut db);
+            if message.is_empty() {
+                // 0.<zeros>1e<places>: exactly 1.00.
+                assert_eq!(status, 200, "{} {}", op, field);
+                assert!(db.statements[0].1.contains(&json!("1.00")), "{:?}", db.statements[0].1);
+                continue;
+            }
+            assert_eq!(status, 422, "{} {}", op, field);
+            assert_eq!(answer["error"]["errors"], json!([{"field": field, "message": message}]), "{} {}", op, field);
+            assert!(db.calls.is_empty());
+        }
+    }
+}
+
 // ---- canonical ids ----
 
 const NOT_CANONICAL: [&str; 12] = ["\u{a0}1", "1 ", " 1", "+1", "01", "00", "-0", "-1", "1\u{2003}", "\t7", "1e3", ""];
@@ -605,9 +642,15 @@ fn duplicate_of(id: i64) -> DbError {
     DbError { kind: "duplicate".into(), code: 1062, message: format!("Duplicate entry '{}' for key 'PRIMARY'", id) }
 }
 
+const HIGHEST: &str = "SELECT MAX(order_id) FROM orders WHERE order_id < ?";
 const ONE_USED: &str = "SELECT COUNT(*) FROM orders WHERE order_id = ?";
 const GAP: &str = "SELECT a.order_id + 1 FROM orders AS a WHERE a.order_id < ? AND NOT EXISTS \
                    (SELECT 1 FROM orders AS b WHERE b.order_id = a.order_id + 1) ORDER BY a.order_id LIMIT 1";
+
+/// MAX(order_id) below the largest id when 2147483646 is used: no free id above the highest.
+fn top_used() -> Result<Value, DbError> {
+    Ok(json!([[2147483646]]))
+}
 
 fn no_id_order() -> String {
     ORDER.replace("\"order_id\":1,", "")
@@ -619,43 +662,107 @@ fn inserted_ids(statement: &(String, Vec<Value>)) -> Vec<Value> {
     statement.1.chunks(7).map(|row| row[0].clone()).collect()
 }
 
+/// Each call's kind: `begin`, `query`, `execute`, ...
+fn flow(db: &FakeDb) -> Vec<&str> {
+    db.calls.iter().map(|c| c.split(' ').next().unwrap()).collect()
+}
+
 #[test]
-fn an_order_without_id_gets_the_lowest_free_id_when_auto_increment_is_spent() {
-    let mut db = FakeDb::answering(vec![Err(out_of_range()), Ok(json!([[1]])), Ok(json!([[5]])), Ok(json!(1))]);
+fn an_order_without_id_takes_the_id_after_the_highest_with_one_query() {
+    // 1,000,000 orders and one with the largest id: AUTO_INCREMENT is spent, numbering goes on.
+    for error in [out_of_range(), duplicate_of(2147483647)] {
+        let mut db = FakeDb::answering(vec![Err(error), Ok(json!([[1000000]])), Ok(json!(1))]);
+        let response = rest_call("create", None, json!({}), "application/json", &no_id_order(), &mut db);
+        assert_eq!(response.status, 201);
+        assert_eq!(header(&response, "location"), Some("/api/orders/1000001"));
+        assert_eq!(body_of(&response)["order_id"], json!(1000001));
+        assert_eq!(flow(&db), ["execute", "query", "execute"]);
+        assert_eq!(inserted_ids(&db.statements[0]), vec![Value::Null]);
+        assert_eq!(db.statements[1], (HIGHEST.to_string(), vec![json!(2147483647)]));
+        assert_eq!(inserted_ids(&db.statements[2]), vec![json!(1000001)]);
+        assert_eq!(db.statements[2].0, db.statements[0].0);
+        assert_placeholders(&db);
+    }
+
+    // No order below the largest: MAX is NULL, and 1 is free.
+    let mut db = FakeDb::answering(vec![Err(out_of_range()), Ok(json!([[null]])), Ok(json!(1))]);
+    assert_eq!(call("create_order", json!({}), &no_id_order(), &mut db), (200, json!({"status": true})));
+    assert_eq!(flow(&db), ["execute", "query", "execute"]);
+    assert_eq!(inserted_ids(&db.statements[2]), vec![json!(1)]);
+
+    // The last id below the largest is free too.
+    let mut db = FakeDb::answering(vec![Err(out_of_range()), Ok(json!([[2147483645]])), Ok(json!(1))]);
+    let response = rest_call("create", None, json!({}), "application/json", &no_id_order(), &mut db);
+    assert_eq!(header(&response, "location"), Some("/api/orders/2147483646"));
+    assert_eq!(db.calls.len(), 3);
+}
+
+#[test]
+fn a_free_id_is_the_one_after_the_highest_else_1_else_the_lowest_gap() {
+    // 2147483646 is used: is 1 free? It is not: the gap query.
+    let mut db = FakeDb::answering(vec![Err(out_of_range()), top_used(), Ok(json!([[1]])), Ok(json!([[5]])), Ok(json!(1))]);
     let response = rest_call("create", None, json!({}), "application/json", &no_id_order(), &mut db);
     assert_eq!(response.status, 201);
     assert_eq!(header(&response, "location"), Some("/api/orders/5"));
     assert_eq!(body_of(&response)["order_id"], json!(5));
     assert_eq!(inserted_ids(&db.statements[0]), vec![Value::Null]);
-    assert_eq!(db.statements[1], (ONE_USED.to_string(), vec![json!(1)]));
-    assert_eq!(db.statements[2], (GAP.to_string(), vec![json!(2147483647)]));
-    assert_eq!(inserted_ids(&db.statements[3]), vec![json!(5)]);
-    assert_eq!(db.statements[3].0, db.statements[0].0);
+    assert_eq!(db.statements[1], (HIGHEST.to_string(), vec![json!(2147483647)]));
+    assert_eq!(db.statements[2], (ONE_USED.to_string(), vec![json!(1)]));
+    assert_eq!(db.statements[3], (GAP.to_string(), vec![json!(2147483647)]));
+    assert_eq!(inserted_ids(&db.statements[4]), vec![json!(5)]);
+    assert_eq!(db.statements[4].0, db.statements[0].0);
 
-    // The order with the largest id exists: the database's next id is a duplicate.
-    let mut db = FakeDb::answering(vec![Err(duplicate_of(2147483647)), Ok(json!([[0]])), Ok(json!(1))]);
+    // 1 is free: no gap query.
+    let mut db = FakeDb::answering(vec![Err(duplicate_of(2147483647)), top_used(), Ok(json!([[0]])), Ok(json!(1))]);
     assert_eq!(call("create_order", json!({}), &no_id_order(), &mut db), (200, json!({"status": true})));
-    assert_eq!(inserted_ids(&db.statements[2]), vec![json!(1)]);
-    assert_eq!(db.calls.len(), 3);
+    assert_eq!(inserted_ids(&db.statements[3]), vec![json!(1)]);
+    assert_eq!(db.calls.len(), 4);
     assert_placeholders(&db);
+
+    // Only ids below 1 under the largest (a table written by hand): 1 is looked at.
+    let mut db = FakeDb::answering(vec![Err(out_of_range()), Ok(json!([[-5]])), Ok(json!([[0]])), Ok(json!(1))]);
+    assert_eq!(call("create_order", json!({}), &no_id_order(), &mut db), (200, json!({"status": true})));
+    assert_eq!(inserted_ids(&db.statements[3]), vec![json!(1)]);
+
+    // An answer no table can give is the database's error, not an id.
+    for cell in [json!(2147483647), json!("x")] {
+        let mut db = FakeDb::answering(vec![Err(out_of_range()), Ok(json!([[cell]]))]);
+        let (status, answer) = call("create_order", json!({}), &no_id_order(), &mut db);
+        assert_eq!((status, answer["error"]["code"].clone()), (500, json!("database_error")), "{}", cell);
+        assert_eq!(db.calls.len(), 2);
+    }
 }
 
 #[test]
 fn a_free_id_taken_meanwhile_is_looked_for_again() {
+    // Another insert takes the id after the highest first: the next highest is asked for.
     let mut db = FakeDb::answering(vec![
         Err(out_of_range()),
-        Ok(json!([[1]])), Ok(json!([[5]])), Err(duplicate_of(5)),
-        Ok(json!([[1]])), Ok(json!([[6]])), Ok(json!(1)),
+        Ok(json!([[7]])), Err(duplicate_of(8)),
+        Ok(json!([[8]])), Ok(json!(1)),
+    ]);
+    let response = rest_call("create", None, json!({}), "application/json", &no_id_order(), &mut db);
+    assert_eq!(response.status, 201);
+    assert_eq!(header(&response, "location"), Some("/api/orders/9"));
+    assert_eq!(flow(&db), ["execute", "query", "execute", "query", "execute"]);
+    assert_eq!(inserted_ids(&db.statements[2]), vec![json!(8)]);
+    assert_eq!(inserted_ids(&db.statements[4]), vec![json!(9)]);
+
+    // The same with a gap: every step is asked again.
+    let mut db = FakeDb::answering(vec![
+        Err(out_of_range()),
+        top_used(), Ok(json!([[1]])), Ok(json!([[5]])), Err(duplicate_of(5)),
+        top_used(), Ok(json!([[1]])), Ok(json!([[6]])), Ok(json!(1)),
     ]);
     let response = rest_call("create", None, json!({}), "application/json", &no_id_order(), &mut db);
     assert_eq!(response.status, 201);
     assert_eq!(header(&response, "location"), Some("/api/orders/6"));
-    assert_eq!(db.calls.len(), 7);
+    assert_eq!(db.calls.len(), 9);
 
     // Racing every time: the client is told to try again.
     let mut answers = vec![Err(out_of_range())];
-    for _ in 0..5 {
-        answers.extend([Ok(json!([[1]])), Ok(json!([[5]])), Err(duplicate_of(5))]);
+    for i in 0..5 {
+        answers.extend([Ok(json!([[7 + i]])), Err(duplicate_of(8 + i))]);
     }
     let mut db = FakeDb::answering(answers);
     let response = legacy_response("create_order", json!({}), &no_id_order(), &mut db);
@@ -666,12 +773,12 @@ fn a_free_id_taken_meanwhile_is_looked_for_again() {
 
 #[test]
 fn ids_are_exhausted_only_when_none_is_free() {
-    let mut db = FakeDb::answering(vec![Err(out_of_range()), Ok(json!([[1]])), Ok(json!([]))]);
+    let mut db = FakeDb::answering(vec![Err(out_of_range()), top_used(), Ok(json!([[1]])), Ok(json!([]))]);
     let (status, answer) = call("create_order", json!({}), &no_id_order(), &mut db);
     assert_eq!(status, 409);
     assert_eq!(answer["error"]["code"], json!("order_ids_exhausted"));
     assert_eq!(answer["error"]["field"], json!("order_id"));
-    assert_eq!(db.calls.len(), 3);
+    assert_eq!(db.calls.len(), 4);
 
     // A duplicate on an id the client gave is the client's: no free id is looked for.
     let mut db = FakeDb::answering(vec![Err(duplicate_of(1))]);
@@ -681,11 +788,40 @@ fn ids_are_exhausted_only_when_none_is_free() {
 }
 
 #[test]
+fn a_batch_goes_on_after_the_highest_id_with_one_query() {
+    // 150 orders without id: 42..=191, in two statements, after one query.
+    let body = format!("[{}]", vec![no_id_order(); 150].join(","));
+    let mut db = FakeDb::answering(vec![
+        Ok(json!(null)), Err(out_of_range()), Ok(json!(null)),
+        Ok(json!(null)), Ok(json!([[41]])), Ok(json!(100)), Ok(json!(50)), Ok(json!(null)),
+    ]);
+    assert_eq!(call("create_orders", json!({}), &body, &mut db), (200, json!({"status": true})));
+    assert_eq!(flow(&db), ["begin", "execute", "rollback", "begin", "query", "execute", "execute", "commit"]);
+    assert_eq!(db.statements[1], (HIGHEST.to_string(), vec![json!(2147483647)]));
+    assert_eq!(inserted_ids(&db.statements[2]), (42..142).map(Value::from).collect::<Vec<_>>());
+    assert_eq!(inserted_ids(&db.statements[3]), (142..192).map(Value::from).collect::<Vec<_>>());
+    assert!(db.answers.is_empty());
+    assert_placeholders(&db);
+
+    // A run that reaches the largest id: the ids before it go in, the rest go lower.
+    let body = format!("[{}]", vec![no_id_order(); 3].join(","));
+    let mut db = FakeDb::answering(vec![
+        Ok(json!(null)), Err(out_of_range()), Ok(json!(null)),
+        Ok(json!(null)), Ok(json!([[2147483645]])), Err(duplicate_of(2147483647)), Ok(json!(1)),
+        top_used(), Ok(json!([[1]])), Ok(json!([[30]])), Ok(json!(1)), Ok(json!(null)),
+    ]);
+    assert_eq!(call("create_orders", json!({}), &body, &mut db), (200, json!({"status": true})));
+    let inserts: Vec<Vec<Value>> = db.statements.iter().filter(|s| s.0.starts_with("INSERT")).map(inserted_ids).collect();
+    assert_eq!(inserts[1..], [vec![json!(2147483646), json!(2147483647)], vec![json!(2147483646)], vec![json!(30), json!(31)]]);
+    assert!(db.answers.is_empty());
+}
+
+#[test]
 fn a_batch_redoes_its_transaction_with_free_ids() {
     let body = format!("[{},{},{}]", ORDER, no_id_order(), no_id_order());
     let mut db = FakeDb::answering(vec![
         Ok(json!(null)), Err(out_of_range()), Ok(json!(null)),                 // begin, insert, rollback
-        Ok(json!(null)), Ok(json!(1)), Ok(json!([[1]])), Ok(json!([[8]])), Ok(json!(2)), Ok(json!(null)),
+        Ok(json!(null)), Ok(json!(1)), top_used(), Ok(json!([[1]])), Ok(json!([[8]])), Ok(json!(2)), Ok(json!(null)),
     ]);
     assert_eq!(call("create_orders", json!({}), &body, &mut db), (200, json!({"status": true})));
     assert_eq!(db.calls[0], "begin");
@@ -693,9 +829,10 @@ fn a_batch_redoes_its_transaction_with_free_ids() {
     assert_eq!(db.calls[3], "begin");
     assert_eq!(inserted_ids(&db.statements[0]), vec![json!(1), Value::Null, Value::Null]);
     assert_eq!(inserted_ids(&db.statements[1]), vec![json!(1)]);
-    assert_eq!(db.statements[2].0, ONE_USED);
-    assert_eq!(db.statements[3].0, GAP);
-    assert_eq!(inserted_ids(&db.statements[4]), vec![json!(8), json!(9)]);
+    assert_eq!(db.statements[2].0, HIGHEST);
+    assert_eq!(db.statements[3].0, ONE_USED);
+    assert_eq!(db.statements[4].0, GAP);
+    assert_eq!(inserted_ids(&db.statements[5]), vec![json!(8), json!(9)]);
     assert_eq!(db.calls.last().unwrap(), "commit");
     assert!(db.answers.is_empty());
     assert_placeholders(&db);
@@ -706,25 +843,35 @@ fn a_batch_that_races_for_a_free_id_starts_its_transaction_again() {
     let body = format!("[{},{}]", no_id_order(), no_id_order());
     let mut db = FakeDb::answering(vec![
         Ok(json!(null)), Err(duplicate_of(2147483647)), Ok(json!(null)),
-        Ok(json!(null)), Ok(json!([[1]])), Ok(json!([[8]])), Err(duplicate_of(8)), Ok(json!(null)),
-        Ok(json!(null)), Ok(json!([[1]])), Ok(json!([[10]])), Ok(json!(2)), Ok(json!(null)),
+        Ok(json!(null)), Ok(json!([[7]])), Err(duplicate_of(8)), Ok(json!(null)),
+        Ok(json!(null)), Ok(json!([[9]])), Ok(json!(2)), Ok(json!(null)),
     ]);
     assert_eq!(call("create_orders", json!({}), &body, &mut db), (200, json!({"status": true})));
-    let flow: Vec<&str> = db.calls.iter().map(|c| c.split(' ').next().unwrap()).collect();
     assert_eq!(
-        flow,
-        ["begin", "execute", "rollback", "begin", "query", "query", "execute", "rollback", "begin", "query", "query", "execute", "commit"]
+        flow(&db),
+        ["begin", "execute", "rollback", "begin", "query", "execute", "rollback", "begin", "query", "execute", "commit"]
     );
     assert_eq!(inserted_ids(db.statements.last().unwrap()), vec![json!(10), json!(11)]);
+
+    // The same when the free id is a gap.
+    let mut db = FakeDb::answering(vec![
+        Ok(json!(null)), Err(duplicate_of(2147483647)), Ok(json!(null)),
+        Ok(json!(null)), top_used(), Ok(json!([[1]])), Ok(json!([[8]])), Err(duplicate_of(8)), Ok(json!(null)),
+        Ok(json!(null)), top_used(), Ok(json!([[1]])), Ok(json!([[10]])), Ok(json!(2)), Ok(json!(null)),
+    ]);
+    assert_eq!(call("create_orders", json!({}), &body, &mut db), (200, json!({"status": true})));
+    assert_eq!(inserted_ids(db.statements.last().unwrap()), vec![json!(10), json!(11)]);
+    assert!(db.answers.is_empty());
 }
 
 #[test]
 fn a_batch_fills_gaps_of_any_size() {
-    // 150 orders without id: the gap at 10 takes 100, the guess 110 is taken, the next gap at 200 takes 50.
+    // 150 orders without id: the gap at 10 takes 100, the guess 110 is taken, the next gap at
+    // 200 takes 50. Within the transaction, the highest and id 1 are asked about once.
     let body = format!("[{}]", vec![no_id_order(); 150].join(","));
     let mut db = FakeDb::answering(vec![
         Ok(json!(null)), Err(out_of_range()), Ok(json!(null)),
-        Ok(json!(null)), Ok(json!([[1]])), Ok(json!([[10]])), Ok(json!(100)), Err(duplicate_of(110)),
+        Ok(json!(null)), top_used(), Ok(json!([[1]])), Ok(json!([[10]])), Ok(json!(100)), Err(duplicate_of(110)),
         Ok(json!([[200]])), Ok(json!(50)), Ok(json!(null)),
     ]);
     assert_eq!(call("create_orders", json!({}), &body, &mut db).0, 200);
@@ -734,16 +881,18 @@ fn a_batch_fills_gaps_of_any_size() {
     assert_eq!(inserts[2], (110..160).map(Value::from).collect::<Vec<_>>());
     assert_eq!(inserts[3], (200..250).map(Value::from).collect::<Vec<_>>());
     assert_eq!(db.calls.last().unwrap(), "commit");
+    assert!(db.answers.is_empty());
 
     // A run that meets a used id: the ids before it go in alone.
     let body = format!("[{}]", vec![no_id_order(); 3].join(","));
     let mut db = FakeDb::answering(vec![
         Ok(json!(null)), Err(out_of_range()), Ok(json!(null)),
-        Ok(json!(null)), Ok(json!([[0]])), Err(duplicate_of(2)), Ok(json!(1)), Ok(json!([[3]])), Ok(json!(2)), Ok(json!(null)),
+        Ok(json!(null)), top_used(), Ok(json!([[0]])), Err(duplicate_of(2)), Ok(json!(1)), Ok(json!([[3]])), Ok(json!(2)), Ok(json!(null)),
     ]);
     assert_eq!(call("create_orders", json!({}), &body, &mut db).0, 200);
     let inserts: Vec<Vec<Value>> = db.statements.iter().filter(|s| s.0.starts_with("INSERT")).map(inserted_ids).collect();
     assert_eq!(inserts[1..], [vec![json!(1), json!(2), json!(3)], vec![json!(1)], vec![json!(3), json!(4)]]);
+    assert!(db.answers.is_empty());
 }
 
 #[test]
@@ -751,11 +900,12 @@ fn a_batch_with_no_free_id_or_a_given_duplicate_fails_whole() {
     let body = format!("[{},{}]", ORDER, no_id_order());
     let mut db = FakeDb::answering(vec![
         Ok(json!(null)), Err(out_of_range()), Ok(json!(null)),
-        Ok(json!(null)), Ok(json!(1)), Ok(json!([[1]])), Ok(json!([])), Ok(json!(null)),
+        Ok(json!(null)), Ok(json!(1)), top_used(), Ok(json!([[1]])), Ok(json!([])), Ok(json!(null)),
     ]);
     let (status, answer) = call("create_orders", json!({}), &body, &mut db);
     assert_eq!((status, answer["error"]["code"].clone()), (409, json!("order_ids_exhausted")));
     assert_eq!(db.calls.last().unwrap(), "rollback");
+    assert!(db.answers.is_empty());
 
     let mut db = FakeDb::answering(vec![
         Ok(json!(null)), Err(out_of_range()), Ok(json!(null)),
