@@ -5,6 +5,7 @@ outlives its client or its limit, and the service keeps answering. On every engi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -395,3 +396,28 @@ def test_a_reset_blocked_by_a_lock_gives_up_in_time(db: Db, engine: str, tmp_pat
         assert guest_statements(db) == []
     finally:
         service.stop()
+
+
+def test_a_list_too_long_to_answer_says_so(svc: Service, db: Db) -> None:
+    """GET /orders on a table whose list would pass 24 MiB: a clear error, not a trap."""
+    db.run("TRUNCATE TABLE orders")
+    db.run("INSERT INTO orders SELECT seq, 1, 1, 1, 1, 1, REPEAT('x', 256) FROM seq_1_to_80000")
+    response = svc.client.get("/orders", timeout=60)
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "too_many_orders"
+    assert "/api/orders?limit=" in response.json()["error"]["message"]
+    assert svc.client.get("/api/orders", params={"limit": 500}).json()["total"] == 80_000
+
+
+@pytest.mark.parametrize("field", ["amount", "shipping", "tax", "quantity", "product_id", "order_id"])
+def test_numbers_built_to_be_slow_are_refused_quickly(svc: Service, db: Db, field: str) -> None:
+    db.run("TRUNCATE TABLE orders")
+    huge = "0." + "0" * 200_000 + "1" if field in ("amount", "shipping", "tax") else "1" + "0" * 200_000
+    body = json.dumps(NEW_ORDER)[:-1] + f', "{field}": {huge}}}'
+    body = body.replace(f'"{field}": {json.dumps(NEW_ORDER.get(field, 0))}, ', "", 1) if field in NEW_ORDER else body
+    started = time.monotonic()
+    response = svc.client.post("/api/orders", content=body, headers={"content-type": "application/json"})
+    assert time.monotonic() - started < 1.0
+    assert response.status_code == 422, response.text[:300]
+    assert response.json()["errors"][0]["field"] == field
+    assert db.rows() == []
