@@ -31,7 +31,9 @@ import pymysql
 
 from service import EmbeddedMariaDB, Guest, available_engines, load_engine
 from service._embedded import free_port
-from service._guest import DEFAULT_MODULE, GuestInstance
+from service._engines import HostFunction, InstanceLimits
+from service._guest import DEFAULT_MODULE, FUEL_SLICE, GuestInstance
+from service._metering import CLOCK_IMPORT, FUEL_EXPORT, meter
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -331,7 +333,15 @@ def compute(engines: list[str], tmp: Path, orders: int = 10_000) -> dict[str, An
     runs: dict[str, Any] = {"native": native.compute}
     wasm = (tmp / "compute" / "compute.wasm").read_bytes()
     for engine in engines:
-        instance = load_engine(engine).compile(wasm).instantiate({})
+        # As the service runs it: on an engine without deadlines (wasmer), metered, the clock
+        # giving a fresh slice each time one is spent.
+        adapter = load_engine(engine)
+        module, host, instances = wasm, {}, []
+        if not adapter.enforces_deadline:
+            module = meter(wasm, initial_fuel=FUEL_SLICE)
+            host = {CLOCK_IMPORT: HostFunction((), (), lambda held=instances: held[0].set_global(FUEL_EXPORT, FUEL_SLICE))}
+        instance = adapter.compile(module).instantiate(host, InstanceLimits(600.0, 1 << 30, 1 << 20))
+        instances.append(instance)
         instance.export("prepare")(orders)
         runs[engine] = instance.export("compute")
     out: dict[str, Any] = {"orders": orders}
