@@ -40,7 +40,7 @@ from ._http import (
     request_timeout,
     too_large,
 )
-from ._observability import TIMING_KEY, Metrics, RequestLog, configure_logging, printable, request_id_var
+from ._observability import DISCONNECTED_KEY, TIMING_KEY, Metrics, RequestLog, configure_logging, printable, request_id_var
 from ._openapi import openapi_document
 from ._resources import project_dir
 from ._settings import Settings
@@ -69,8 +69,6 @@ REST_ROUTES: list[tuple[str, dict[str, str]]] = [
 ]
 # The original's GET routes that change data: HEAD must not run them (it answers 405).
 CHANGING_GET_OPERATIONS = frozenset({"init", "delete_order"})
-# Where the endpoint notes that the client went away before its answer (logged as 499).
-DISCONNECTED_KEY = "service.disconnected"
 # Answers larger than this are sent in pieces this large, as the client takes them.
 SMALL_ANSWER_BYTES = 64 * 1024
 

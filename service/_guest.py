@@ -75,6 +75,7 @@ Charged = Callable[[], float]
 def _nothing() -> float:
     return 0.0
 
+
 # Headers a guest may set on its response (guest/ABI.md, "Request and response"), each once,
 # and what their values may be: a path on this service (not `//host`, which a browser would
 # follow elsewhere), and whole seconds.
@@ -211,6 +212,7 @@ def _host_functions(bridge: _Bridge) -> dict[str, HostFunction]:
         name: HostFunction(HOST_IMPORTS[name].params, (), database_call(name, name in ("db_query", "db_execute")))
         for name in DATABASE_IMPORTS
     }
+
     def clock() -> None:
         # The meter's look at the clock, once its slice of fuel is spent: another slice, or the end.
         raw = bridge.raw

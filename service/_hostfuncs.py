@@ -187,9 +187,7 @@ class HostSession:
             cell = _json_row(row) if json_rows else _row(row)
             size += len(cell) + 1
             if size > max_bytes:
-                raise LimitExceeded(
-                    "result_bytes", f"a query returned more than {max_bytes} bytes, the limit (MAX_RESULT_BYTES)"
-                )
+                raise LimitExceeded("result_bytes", f"a query returned more than {max_bytes} bytes, the limit (MAX_RESULT_BYTES)")
             parts.append(cell)
 
         await self._db.query(conn, sql, take)

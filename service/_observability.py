@@ -20,6 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("service.access")
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+# Set in the scope when the client went away before its answer (logged as 499, nginx's code).
+DISCONNECTED_KEY = "service.disconnected"
 
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -89,6 +91,18 @@ TIMING_KEY = "service.timing"
 HeadersFor = Callable[[str], list[tuple[bytes, bytes]]]
 
 
+class ClientGone(Exception):
+    """An answer could not be written because the client's connection is closed."""
+
+
+def _connection_closed(error: Exception) -> bool:
+    """Whether a failed send means the client's connection is closed. ASGI servers say so with
+    an OSError. uvicorn on uvloop can write to a transport already closed, which uvloop refuses
+    with a RuntimeError naming the closed transport: when a client that pipelined requests
+    leaves, uvicorn marks its last request as disconnected, not the one running."""
+    return isinstance(error, OSError) or "closed=True" in str(error)
+
+
 class RequestLog:
     """Gives every request an id (X-Request-ID taken or made, and returned), adds the headers
     `headers_for(path)` names to every response (errors included), counts and times the
@@ -125,13 +139,21 @@ class RequestLog:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
+            try:
+                await send(message)
+            except (OSError, RuntimeError) as e:
+                if not _connection_closed(e):
+                    raise
+                scope[DISCONNECTED_KEY] = True
+                raise ClientGone() from e
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except ClientGone:
+            status = 499  # nobody is left to answer, and nothing is wrong with the service
         finally:
-            if scope.get("service.disconnected") and status == 500:
-                status = 499  # nginx's code for a client that closed the connection first
+            if scope.get(DISCONNECTED_KEY) and status == 500:
+                status = 499
             request_id_var.reset(token)
             seconds = time.perf_counter() - started
             route = route_of(scope)

@@ -251,6 +251,32 @@ def test_a_client_that_leaves_has_its_statement_killed(db: Db, engine: str, tmp_
     assert db.rows("SELECT quantity FROM orders") == [(2,)]
 
 
+def test_a_client_that_pipelines_and_leaves_is_not_an_error(db: Db, engine: str, tmp_path: Path, locked: None) -> None:
+    """A client pipelines a request that waits on a lock and another behind it, then closes the
+    connection: the answer that finds the connection closed is logged as the client's leaving
+    (499), not as the service's error, and the service keeps serving."""
+    env = {**least_privilege(db), "WASM_ENGINE": engine, "DB_LOCK_TIMEOUT": "2"}
+    service = Service(env, tmp_path / "service.log")
+    try:
+        body = json.dumps({**NEW_ORDER, "order_id": 1, "quantity": 5}).encode()
+        waiting = b"POST /update_order HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+            len(body),
+            body,
+        )
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", service.port)) as sock:
+                sock.sendall(waiting + b"GET /api/orders/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+                time.sleep(0.3)
+        time.sleep(3)  # the lock wait ends, and each first answer finds its connection closed
+        assert service.client.get("/api/orders/1").status_code == 200
+        log = service.log()
+        assert log.count("POST /update_order 499") == 3, log
+        assert "internal error" not in log and "Traceback" not in log, log
+    finally:
+        service.stop()
+    assert db.rows("SELECT quantity FROM orders") == [(2,)]
+
+
 def test_a_locked_order_answers_409_with_retry_after(db: Db, engine: str, tmp_path: Path, locked: None) -> None:
     env = {**least_privilege(db), "WASM_ENGINE": engine, "DB_LOCK_TIMEOUT": "1"}
     service = Service(env, tmp_path / "service.log")
