@@ -7,6 +7,7 @@ as a child process that stops with its owner.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import shutil
 import signal
@@ -66,7 +67,8 @@ class EmbeddedMariaDB:
         self.datadir = datadir.resolve()
         self.database = database
         self.port = port or free_port()
-        self._rundir = Path(tempfile.mkdtemp(prefix="orders-mariadb-"))  # short: socket paths are limited
+        self._rundir = Path()  # made by start(), removed by stop()
+        self._lock: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -84,6 +86,9 @@ class EmbeddedMariaDB:
         server, install = binaries
         as_root = ["--user=root"] if os.geteuid() == 0 else []
         log_file = self.datadir.parent / f"{self.datadir.name}.log"
+        self._hold_datadir()
+        self._rundir = Path(tempfile.mkdtemp(prefix="orders-mariadb-"))  # short: socket paths are limited
+        log_start = log_file.stat().st_size if log_file.exists() else 0
         if not (self.datadir / "mysql").is_dir():
             self.datadir.mkdir(parents=True, exist_ok=True)
             done = subprocess.run(
@@ -101,6 +106,7 @@ class EmbeddedMariaDB:
             )
             if done.returncode != 0:
                 shutil.rmtree(self.datadir / "mysql", ignore_errors=True)
+                self.stop()
                 raise EmbeddedDatabaseError(f"mariadb-install-db failed:\n{done.stderr.decode(errors='replace')[-2000:]}")
         (self._rundir / "no-files").mkdir(mode=0o700, exist_ok=True)
         self._process = subprocess.Popen(
@@ -128,19 +134,24 @@ class EmbeddedMariaDB:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=_die_with_parent,
+            # The server holds the data directory's lock too, until it has stopped.
+            pass_fds=(self._lock,) if self._lock is not None else (),
         )
         deadline = time.monotonic() + timeout
         while True:
             if self._process.poll() is not None:
-                tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
-                raise EmbeddedDatabaseError(f"MariaDB exited with code {self._process.returncode} while starting:\n{tail}")
+                code = self._process.returncode
+                said = _written_since(log_file, log_start)
+                self.stop()
+                raise EmbeddedDatabaseError(f"MariaDB exited with code {code} while starting; it said, in {log_file}:\n{said}")
             try:
                 conn = pymysql.connect(host="127.0.0.1", port=self.port, user="root", password="", connect_timeout=2)
             except pymysql.err.OperationalError:
                 if time.monotonic() > deadline:
                     self.stop()
+                    said = _written_since(log_file, log_start)
                     raise EmbeddedDatabaseError(
-                        f"MariaDB did not accept connections within {timeout:.0f} s; see {log_file}"
+                        f"MariaDB did not accept connections within {timeout:.0f} s; it said, in {log_file}:\n{said}"
                     ) from None
                 time.sleep(0.1)
                 continue
@@ -168,5 +179,49 @@ class EmbeddedMariaDB:
                 self._process.kill()
                 self._process.wait()
         self._process = None
-        shutil.rmtree(self._rundir, ignore_errors=True)
-        self._rundir.mkdir(parents=True, exist_ok=True)
+        if self._rundir != Path():
+            shutil.rmtree(self._rundir, ignore_errors=True)
+            self._rundir = Path()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def _hold_datadir(self) -> None:
+        """Takes the data directory's lock (a file beside it), or says at once which running
+        process holds it, rather than letting a second server fight over its files."""
+        if self._lock is not None:
+            return
+        self.datadir.parent.mkdir(parents=True, exist_ok=True)
+        path = self.datadir.parent / f"{self.datadir.name}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode(errors="replace").strip() or "a process that did not say which"
+            os.close(fd)
+            raise EmbeddedDatabaseError(
+                f"the data directory {self.datadir} is in use by another running service: {holder}.\n"
+                "Stop that one, or give this one its own directory: ORDERS_DATA_DIR=/some/other/dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} ({_command_line(os.getpid())})\n".encode())
+        self._lock = fd
+
+
+def _command_line(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "?"
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()[:300]
+
+
+def _written_since(log_file: Path, offset: int, lines: int = 40) -> str:
+    """What MariaDB wrote to its log during this start, whole lines, at most the last `lines`."""
+    try:
+        with log_file.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(nothing)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pymysql
@@ -65,6 +66,55 @@ def test_the_service_runs_its_own_mariadb(tmp_path: Path) -> None:
     servers, listed = run_embedded(data_dir, tmp_path / "second.log")  # the data is kept
     assert [o["shipping_address"] for o in listed] == ["kept"]
     assert not any(alive(pid) for pid in servers)
+
+
+def test_a_second_service_on_the_same_data_says_so_at_once(tmp_path: Path) -> None:
+    """A second start on a data directory a running service holds stops at once, naming the
+    other process and ORDERS_DATA_DIR, with no MariaDB log; the first keeps serving. Neither
+    start nor stop leaves a temporary directory behind."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {"DATABASE_URL": "", "ORDERS_DATA_DIR": str(tmp_path / "data"), "TMPDIR": str(tmp)}
+    first = Service(env, tmp_path / "first.log")
+    try:
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "service", "--port", "0"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert time.monotonic() - started < 10
+        assert done.returncode == 1
+        assert "in use by another running service" in done.stderr
+        assert f"pid {first.process.pid} (" in done.stderr and "-m service" in done.stderr
+        assert "ORDERS_DATA_DIR" in done.stderr
+        assert "[ERROR]" not in done.stderr and "[Note]" not in done.stderr and "aria control file" not in done.stderr.lower()
+        assert first.client.get("/api/orders/1").status_code == 404  # the first one is unharmed
+    finally:
+        first.stop()
+    assert list(tmp.iterdir()) == []
+
+
+def test_when_mariadb_itself_fails_its_own_words_are_shown(tmp_path: Path) -> None:
+    """A data directory MariaDB cannot use: the message is what MariaDB wrote during this start,
+    in whole lines, and nothing of earlier starts."""
+    data = tmp_path / "data" / "mariadb"
+    (data / "mysql").mkdir(parents=True)  # looks set up, but has no system tables
+    (data / "ibdata1").write_bytes(b"not a tablespace" * 4096)
+    log = tmp_path / "data" / "mariadb.log"
+    log.write_text("an earlier start's line\n")
+    env = {**os.environ, "DATABASE_URL": "", "ORDERS_DATA_DIR": str(tmp_path / "data"), "TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 1
+    assert "MariaDB exited with code" in done.stderr and str(log) in done.stderr
+    said = done.stderr.split("it said, in", 1)[1].split("\n", 1)[1]
+    assert "an earlier start's line" not in said
+    assert "[ERROR]" in said
+    for line in said.strip().splitlines():
+        assert line[:4].isdigit() or line.startswith((" ", "\t")) or "mariadbd" in line or line == "", line
 
 
 def test_without_mariadb_it_says_what_to_do(tmp_path: Path) -> None:
