@@ -131,6 +131,8 @@ async function load() {
     state.total = data.total;
     render(data.items);
   });
+  // Until the first answer the page says it is loading; after a failure the banner says why.
+  $("loading").hidden = true;
 }
 
 const money = (v) => Number(v).toFixed(2);
@@ -261,7 +263,12 @@ async function create(event) {
 document.addEventListener("DOMContentLoaded", () => {
   $("list-heading").tabIndex = -1;
   $("new-order").addEventListener("submit", create);
-  $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); load(); });
-  $("next").addEventListener("click", () => { state.offset += PAGE; load(); });
+  const turn = (offset) => {
+    state.offset = offset;
+    $("prev").disabled = $("next").disabled = true; // until this page's answer
+    load();
+  };
+  $("prev").addEventListener("click", () => turn(Math.max(0, state.offset - PAGE)));
+  $("next").addEventListener("click", () => turn(state.offset + PAGE));
   load();
 });

@@ -6,6 +6,7 @@ Each state is saved as a screenshot under test-output/screenshots/.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,47 @@ def fill_new(page: Page, order: dict[str, Any]) -> None:
 def test_load_shows_the_empty_state_and_the_engine(page: Page, service: Service, client: httpx.Client, engine: str) -> None:
     open_page(page, service)
     expect(page.locator("#empty")).to_be_visible()
+    expect(page.locator("#orders")).to_be_hidden()
+    expect(page.locator("#pager")).to_be_hidden()
+    expect(page.locator("#loading")).to_be_hidden()
     expect(page.locator("#sandbox")).to_contain_text(f"guest ran on {engine}")
     expect(page.locator("#sandbox")).to_contain_text(re.compile(r"[\d.]+ ms in the sandbox"))
     shot(page, f"{engine}-1-empty")
+
+
+def test_until_the_first_answer_it_says_loading_and_cannot_page(
+    page: Page, service: Service, client: httpx.Client, engine: str
+) -> None:
+    """The list's first request is held in the browser until the checks are done (then it goes
+    to the real service): meanwhile the page says it is loading, shows no table header, and
+    paging is disabled."""
+    for order_id in range(1, 53):
+        assert client.post("/api/orders", json={**ORDER, "order_id": order_id}).status_code == 201
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        held.append(route)
+
+    page.route("**/api/orders?*", hold)
+    page.goto(service.base + "/", wait_until="domcontentloaded")
+    deadline = time.monotonic() + 10
+    while not held:
+        assert time.monotonic() < deadline, "the page did not ask for the list"
+        page.wait_for_timeout(50)
+    expect(page.locator("#loading")).to_be_visible()
+    expect(page.locator("#orders")).to_be_hidden()
+    expect(page.locator("#pager")).to_be_hidden()
+    assert page.locator("#next").is_disabled() and page.locator("#prev").is_disabled()
+    held[0].continue_()
+    page.unroute("**/api/orders?*")
+    expect(page.locator("#loading")).to_be_hidden(timeout=10_000)
+    expect(page.locator("#orders tbody tr")).to_have_count(50)
+    expect(page.locator("#next")).to_be_enabled()
+    expect(page.locator("#prev")).to_be_disabled()
+    page.locator("#next").click()
+    expect(page.locator("#next")).to_be_disabled()  # while the next page loads
+    expect(page.locator("#orders tbody tr")).to_have_count(2, timeout=10_000)
+    expect(page.locator("#prev")).to_be_enabled()
 
 
 def test_add_an_order(page: Page, service: Service, client: httpx.Client, service_db: Db, engine: str) -> None:
