@@ -1,5 +1,11 @@
-# The order service: the guest built from source, then a slim Python 3.10 image (the newest
-# CPython with wasmer wheels, so both engines work) running as a non-root user.
+# The order service: the guest built from source, then a slim Python image running as a non-root
+# user, with the Python packages at the releases requirements.lock names. Two variants:
+#   docker build .                                  Python 3.10: wasmer and wasmtime (WASM_ENGINE=auto
+#                                                   picks wasmer, the engine the original demo ran on)
+#   docker build --build-arg PYTHON_VERSION=3.12 .  a supported Python (3.10 reached its end of
+#                                                   life in October 2026), wasmtime only, since
+#                                                   wasmer 1.1.0 has no wheels past 3.10
+ARG PYTHON_VERSION=3.10
 
 # --- 1. the guest: Rust -> wasm32-unknown-unknown -> asyncify ------------------------------
 FROM rust:1-slim-bookworm AS guest
@@ -12,15 +18,15 @@ COPY guest guest
 RUN guest/build.sh
 
 # --- 2. the service -------------------------------------------------------------------------
-FROM python:3.10-slim-bookworm
+FROM python:${PYTHON_VERSION}-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY service service
 COPY sql sql
 COPY static static
 COPY --from=guest /src/service/guest/ service/guest/
-RUN pip install . && useradd --system --uid 10001 --home-dir /app app && mkdir -p /app/.data && chown app /app/.data
+RUN pip install -c requirements.lock . && useradd --system --uid 10001 --home-dir /app app && mkdir -p /app/.data && chown app /app/.data
 USER app
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

@@ -27,9 +27,13 @@ from .conftest import ROOT, Db, EmbeddedMariaDB, make_database, url_of
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 
-def compose() -> dict[str, Any]:
+def compose(env: dict[str, str] | None = None) -> dict[str, Any]:
     done = subprocess.run(
-        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True, text=True, check=False
+        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
     assert done.returncode == 0, done.stderr
     return dict(yaml.safe_load(done.stdout))
@@ -43,6 +47,8 @@ def test_compose_file_is_valid_and_has_the_demo_shape() -> None:
     volume = db["volumes"][0].split(":")
     assert volume[0] in config["volumes"] and volume[1] == "/var/lib/mysql"
     assert server["build"]["context"] == str(ROOT)
+    assert server["build"]["args"] == {"PYTHON_VERSION": "3.10"}
+    assert compose({"PYTHON_VERSION": "3.12"})["services"]["server"]["build"]["args"] == {"PYTHON_VERSION": "3.12"}
     assert server["depends_on"] == {"db": {"condition": "service_healthy"}}
     assert {"published": 8080, "target": 8080} in server["ports"]
     assert server["environment"]["ORDERS_ALLOW_RESET"] == "1"
@@ -72,7 +78,10 @@ def test_compose_file_is_valid_and_has_the_demo_shape() -> None:
 
 def test_dockerfile_builds_the_guest_and_runs_as_a_user() -> None:
     stages = re.findall(r"^FROM (\S+)", DOCKERFILE, re.M)
-    assert stages[0].startswith("rust:") and stages[-1].startswith("python:3.10")
+    assert stages[0].startswith("rust:") and stages[-1] == "python:${PYTHON_VERSION}-slim-bookworm"
+    # The default image keeps wasmer (3.10); PYTHON_VERSION=3.12 gives a supported Python.
+    assert re.findall(r"^ARG PYTHON_VERSION=(\S+)", DOCKERFILE, re.M) == ["3.10"]
+    assert "pip install -c requirements.lock ." in DOCKERFILE and "requirements.lock" in DOCKERFILE.split("COPY", 2)[2]
     assert "rustup target add wasm32-unknown-unknown" in DOCKERFILE
     assert "scripts/setup-system --guest" in DOCKERFILE and "RUN guest/build.sh" in DOCKERFILE
     assert re.search(r"^USER (?!root)\w+", DOCKERFILE, re.M)
