@@ -16,11 +16,12 @@ import sys
 
 import uvicorn
 
-from ._app import create_app, guest_tables, load_guest
+from ._app import create_app
 from ._database import prepare_guest_user
 from ._embedded import EmbeddedMariaDB
 from ._errors import ConfigError, DatabaseError, EmbeddedDatabaseError, GuestLoadError
-from ._observability import configure_logging
+from ._lifespan import guest_tables, load_guest
+from ._logs import configure_logging
 from ._settings import Settings
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from ._database import Connection, Database
 from ._errors import DatabaseError, GuestFault, LimitExceeded
-from ._observability import Metrics, printable
+from ._logs import printable
+from ._metrics import Metrics
 from ._sql import Capability, Statement, StatementRefused
 
 guest_log = logging.getLogger("service.guest.log")

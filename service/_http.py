@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the routes: bodies with a limit, CORS, and the host's own errors.
+"""HTTP plumbing shared by the routes: bodies with a limit, and the host's own errors.
 
 The host answers a few errors itself (unknown route, wrong method, body too large, guest
 fault); they take the shape of the API they concern: problem details under /api, the
@@ -23,23 +23,6 @@ from ._errors import LimitExceeded, ServiceError
 TRANSIENT_LIMITS = frozenset({"request_time", "memory_total"})
 
 log = logging.getLogger("service")
-
-# The original answers every response with these, so a page from another origin works.
-CORS_HEADERS = [
-    (b"access-control-allow-origin", b"*"),
-    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-    (b"access-control-allow-headers", b"api,Keep-Alive,User-Agent,Content-Type"),
-    # No answer is ever sniffed into something else (an echoed body into a page, say).
-    (b"x-content-type-options", b"nosniff"),
-]
-# The REST API has more methods, and headers a page from another origin may want to read.
-REST_CORS_HEADERS = [
-    (b"access-control-allow-origin", b"*"),
-    (b"access-control-allow-methods", b"GET, POST, PUT, PATCH, DELETE, OPTIONS"),
-    (b"access-control-allow-headers", b"api,Keep-Alive,User-Agent,Content-Type"),
-    (b"access-control-expose-headers", b"Location, Server-Timing, X-Wasm-Engine, X-Request-ID, Retry-After"),
-    (b"x-content-type-options", b"nosniff"),
-]
 
 
 class PayloadTooLarge(ServiceError):
@@ -154,8 +137,3 @@ async def http_error(request: Request, exc: Exception) -> Response:
         response.headers.update(exc.headers or {})
         return response
     return error_response(request, exc.status_code, "http_error", exc.detail)
-
-
-def cors_headers(path: str) -> list[tuple[bytes, bytes]]:
-    """The CORS headers every response on `path` carries, errors included, as the original's do."""
-    return REST_CORS_HEADERS if is_rest(path) else CORS_HEADERS

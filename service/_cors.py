@@ -1,0 +1,54 @@
+"""CORS: the headers every answer carries, errors included, as the original's do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._http import is_rest
+
+# The original answers every response with these, so a page from another origin works.
+CORS_HEADERS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+    (b"access-control-allow-headers", b"api,Keep-Alive,User-Agent,Content-Type"),
+    # No answer is ever sniffed into something else (an echoed body into a page, say).
+    (b"x-content-type-options", b"nosniff"),
+]
+# The REST API has more methods, and headers a page from another origin may want to read.
+REST_CORS_HEADERS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+    (b"access-control-allow-headers", b"api,Keep-Alive,User-Agent,Content-Type"),
+    (b"access-control-expose-headers", b"Location, Server-Timing, X-Wasm-Engine, X-Request-ID, Retry-After"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+HeadersFor = Callable[[str], list[tuple[bytes, bytes]]]
+
+
+def cors_headers(path: str) -> list[tuple[bytes, bytes]]:
+    """The CORS headers every response on `path` carries, errors included, as the original's do."""
+    return REST_CORS_HEADERS if is_rest(path) else CORS_HEADERS
+
+
+class Cors:
+    """Adds `headers_for(path)` to every HTTP answer (it reads the raw scope: it runs on every one)."""
+
+    def __init__(self, app: ASGIApp, headers_for: HeadersFor = cors_headers) -> None:
+        self.app = app
+        self.headers_for = headers_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = self.headers_for(scope["path"])
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)

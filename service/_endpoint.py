@@ -1,0 +1,173 @@
+"""The endpoint of every order route: read the request, build the session, invoke the guest,
+answer. This module knows routes and the envelope, not rules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import parse_qsl
+
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
+
+from ._answers import send_answer, send_whole
+from ._deadline import deadline
+from ._errors import GuestFault, LimitExceeded
+from ._exchange import Exchange, current_exchange
+from ._guest import GuestResponse
+from ._hostfuncs import HostSession
+from ._http import RequestTimeout, read_body
+from ._lifespan import Runtime
+from ._request_ids import request_id_var
+from ._settings import Settings
+
+#: Host work that must come before the guest runs an operation (`/init`'s schema).
+Before = Callable[[Runtime], Awaitable[None]]
+
+
+class GuestEndpoint:
+    """An ASGI endpoint that hands the request, by method, to a guest operation.
+
+    Every order request passes through here, so it reads the raw ASGI scope and sends the
+    response itself rather than building Starlette's Request and Response for it; errors it
+    raises reach the app's exception handlers as any route's do.
+    """
+
+    def __init__(
+        self,
+        operations: dict[str, str],
+        preflight_status: int,
+        *,
+        no_head: frozenset[str] = frozenset(),
+        before: Mapping[str, Before] | None = None,
+    ) -> None:
+        self.operations = operations
+        self.preflight_status = preflight_status
+        #: operations that change data: HEAD must not run them (it answers 405)
+        self.no_head = no_head
+        self.before = before or {}
+        self.__name__ = "_".join(operations.values())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "OPTIONS":
+            await send_whole(send, self.preflight_status, [], b"")
+            return
+        operation = self._operation(scope["method"])
+        runtime: Runtime = scope["app"].state.runtime
+        request = await read_request(scope, receive, operation, runtime.settings)
+        before = self.before.get(operation)
+        if before is not None:
+            await before(runtime)
+        engine = runtime.guest.engine.name
+        answer = await invoke(runtime, request, receive, current_exchange())
+        if answer is not None:
+            await send_answer(runtime, send, answer, engine)
+
+    def _operation(self, method: str) -> str:
+        operation = self.operations["GET" if method == "HEAD" else method]
+        if method == "HEAD" and operation in self.no_head:
+            allow = ", ".join([*self.operations, "OPTIONS"])
+            raise HTTPException(405, headers={"Allow": allow})
+        return operation
+
+
+async def read_request(scope: Scope, receive: Receive, operation: str, settings: Settings) -> bytes:
+    """The guest's request (guest/ABI.md): its header line and the body. Raises PayloadTooLarge,
+    RequestTimeout, or ClientDisconnect."""
+    content_type = length = b""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value
+        elif name == b"content-length":
+            length = value
+    body = b""
+    if scope["method"] in ("POST", "PUT", "PATCH"):
+        try:
+            async with deadline(settings.client_timeout):
+                body = await read_body(receive, length, settings.max_body_bytes)
+        except asyncio.TimeoutError:
+            raise RequestTimeout() from None
+    # The request's header line (guest/ABI.md), written directly: it is made for every request.
+    raw_query = scope["query_string"]
+    query = json.dumps(dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True))) if raw_query else "{}"
+    path_params = scope.get("path_params")
+    path = json.dumps(path_params) if path_params else "{}"
+    header = (
+        f'{{"op":"{operation}","query":{query},"path":{path},"content_type":{json.dumps(content_type.decode("latin-1"))},'
+        f'"allow_reset":{"true" if settings.allow_reset else "false"}}}\n'
+    )
+    return header.encode() + body
+
+
+def new_session(runtime: Runtime) -> HostSession:
+    """The database side of one invocation."""
+    limits = runtime.guest.limits
+    return HostSession(
+        runtime.database,
+        runtime.capability,
+        max_result_bytes=limits.result_bytes,
+        max_result_rows=limits.result_rows,
+        request_id=request_id_var.get(),
+        metrics=runtime.metrics,
+    )
+
+
+async def invoke(runtime: Runtime, request: bytes, receive: Receive, exchange: Exchange) -> GuestResponse | None:
+    """The guest's answer to `request`, counted and timed; None when the client went away
+    meanwhile (its statement was killed, and nobody waits for an answer). Raises GuestFault
+    (LimitExceeded) when the guest failed."""
+    metrics = runtime.metrics
+    guest = runtime.guest
+    engine = guest.engine.name
+    session = new_session(runtime)
+    clean = False
+    watcher = _watch_for_disconnect(exchange, receive)
+    try:
+        answer = await guest.invoke(request, session.call, session.log, session.charged)
+        clean = True
+    except LimitExceeded as e:
+        metrics.labelled(metrics.guest_invocations, engine, "limit").inc()
+        e.kept_changes = session.kept_changes
+        raise
+    except GuestFault:
+        metrics.labelled(metrics.guest_invocations, engine, "fault").inc()
+        metrics.labelled(metrics.guest_traps, engine).inc()
+        raise
+    except asyncio.CancelledError:
+        if not exchange.disconnected:
+            raise
+        _uncancel()
+        return None
+    finally:
+        watcher.cancel()
+        await session.close(broken=not clean)
+    metrics.labelled(metrics.guest_invocations, engine, "ok").inc()
+    metrics.labelled(metrics.guest_seconds, engine).observe(answer.guest_seconds)
+    exchange.guest_seconds, exchange.db_seconds = answer.guest_seconds, answer.db_seconds
+    return answer
+
+
+def _watch_for_disconnect(exchange: Exchange, receive: Receive) -> asyncio.Task[None]:
+    """A task that cancels the request's own task if the client disconnects, so that its
+    database statement is killed rather than left to run for nobody."""
+    request_task = asyncio.current_task()
+    assert request_task is not None
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                exchange.disconnected = True
+                request_task.cancel()
+                return
+
+    return asyncio.get_running_loop().create_task(watch())
+
+
+def _uncancel() -> None:
+    """Clears the current task's pending cancellation (Python 3.11+ counts them)."""
+    task = asyncio.current_task()
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()

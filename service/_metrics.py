@@ -1,0 +1,76 @@
+"""Metrics (Prometheus).
+
+Every process keeps its own metrics; with several worker processes, scrape each, or set
+PROMETHEUS_MULTIPROC_DIR as prometheus-client documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.responses import Response
+from starlette.types import Scope
+
+from ._exchange import Exchange
+
+_FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """The service's metrics, in a registry of their own (so tests can make several apps)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter("http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r)
+        self.http_seconds = Histogram(
+            "http_request_duration_seconds", "HTTP request latency", ["method", "route"], buckets=_FAST, registry=r
+        )
+        self.guest_invocations = Counter("guest_invocations", "Guest invocations", ["engine", "outcome"], registry=r)
+        self.guest_seconds = Histogram(
+            "guest_duration_seconds", "Time spent running the guest, per invocation", ["engine"], buckets=_FAST, registry=r
+        )
+        self.guest_traps = Counter("guest_traps", "Guest invocations that trapped or broke the ABI", ["engine"], registry=r)
+        self.host_calls = Counter("host_calls", "Host function calls by the guest", ["function"], registry=r)
+        self.host_call_seconds = Histogram(
+            "host_call_duration_seconds", "Host function call time", ["function"], buckets=_FAST, registry=r
+        )
+        self.db_pool = Gauge("db_pool_connections", "Database pool connections", ["state"], registry=r)
+        self.engine = Gauge("wasm_engine_info", "The Wasm engine in use (1)", ["engine"], registry=r)
+        self._pool_sizes: Callable[[], tuple[int, int]] | None = None
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def labelled(self, metric: Any, *values: str) -> Any:
+        """`metric.labels(*values)`, looked up once: labels() costs microseconds on every call."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
+    def watch_pool(self, sizes: Callable[[], tuple[int, int]]) -> None:
+        """`sizes()` gives (in use, free); read at every scrape."""
+        self._pool_sizes = sizes
+
+    def observe_request(self, scope: Scope, exchange: Exchange) -> None:
+        """Counts and times one HTTP request (an observer of `Exchanges`)."""
+        route = route_of(scope)
+        method = scope["method"]
+        self.labelled(self.http_requests, method, route, str(exchange.status)).inc()
+        self.labelled(self.http_seconds, method, route).observe(exchange.seconds)
+
+    def render(self) -> Response:
+        if self._pool_sizes is not None:
+            in_use, free = self._pool_sizes()
+            self.db_pool.labels("in_use").set(in_use)
+            self.db_pool.labels("free").set(free)
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def route_of(scope: Scope) -> str:
+    """The route's template (`/api/orders/{order_id}`), so labels stay few."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path is not None else "unmatched"
