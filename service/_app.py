@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from . import _malloc
+from ._abi import encode_request
 from ._database import SCHEMA_DIR, Database, deadline
 from ._engines import load_engine
 from ._errors import DatabaseError, GuestFault, GuestLoadError, LimitExceeded, ServiceError
@@ -129,15 +129,11 @@ class GuestEndpoint:
                     body = await read_body(receive, length, settings.max_body_bytes)
             except asyncio.TimeoutError:
                 raise RequestTimeout() from None
-        # The request's header line (guest/ABI.md), written directly: it is made for every request.
+        # The request's header line (guest/ABI.md): made for every request.
         raw_query = scope["query_string"]
-        query = json.dumps(dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True))) if raw_query else "{}"
-        path_params = scope.get("path_params")
-        path = json.dumps(path_params) if path_params else "{}"
-        header = (
-            f'{{"op":"{operation}","query":{query},"path":{path},"content_type":{json.dumps(content_type.decode("latin-1"))},'
-            f'"allow_reset":{"true" if settings.allow_reset else "false"}}}\n'
-        )
+        query = dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) if raw_query else {}
+        path = scope.get("path_params") or {}
+        header = encode_request(operation, query, path, content_type.decode("latin-1"), settings.allow_reset)
         if operation == "init":
             try:
                 await runtime.database.ensure_schema()
@@ -158,7 +154,7 @@ class GuestEndpoint:
         clean = False
         watcher = _watch_for_disconnect(scope, receive)
         try:
-            answer = await guest.invoke(header.encode() + body, session.call, session.log, session.charged)
+            answer = await guest.invoke(header + body, session.call, session.log, session.charged)
             clean = True
         except LimitExceeded as e:
             metrics.labelled(metrics.guest_invocations, engine, "limit").inc()

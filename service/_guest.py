@@ -13,45 +13,24 @@ freed the moment they are dropped, and the guest memory of all instances togethe
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from . import _malloc
+from ._abi import ABI_VERSION as ABI_VERSION  # where service/__init__.py imports it from
+from ._abi import DATABASE_IMPORTS, HOST_IMPORTS, REQUIRED_EXPORTS, GuestResponse, decode_response
 from ._database import deadline
 from ._engines import CompiledModule, Engine, Export, HostFunction, Instance, InstanceLimits
 from ._errors import GuestFault, GuestLoadError, LimitExceeded
 from ._limits import Limits
 from ._metering import CLOCK_IMPORT, FUEL_EXPORT, meter
-from ._wasm_binary import START_EXPORT, FuncType, ModuleInfo, cap_memory, cap_tables, defer_start, inspect
+from ._wasm_binary import START_EXPORT, ModuleInfo, cap_memory, cap_tables, defer_start, inspect
 
 log = logging.getLogger("service.guest")
 
-ABI_VERSION = 3
 DEFAULT_MODULE = Path(__file__).resolve().parent / "guest" / "orders.wasm"
-# Imports that hand the host a database call; the guest suspends after each.
-DATABASE_IMPORTS = ("db_query", "db_execute", "db_begin", "db_commit", "db_rollback")
-HOST_IMPORTS: dict[str, FuncType] = {
-    "db_query": FuncType(("i32", "i32"), ()),
-    "db_execute": FuncType(("i32", "i32"), ()),
-    "db_begin": FuncType((), ()),
-    "db_commit": FuncType((), ()),
-    "db_rollback": FuncType((), ()),
-    "db_result": FuncType(("i32", "i32"), ()),
-    "log": FuncType(("i32", "i32", "i32"), ()),
-}
-REQUIRED_EXPORTS: dict[str, FuncType | None] = {
-    "memory": None,
-    "abi_version": FuncType((), ("i32",)),
-    "alloc": FuncType(("i32",), ("i32",)),
-    "dealloc": FuncType(("i32", "i32"), ()),
-    "inbox": FuncType((), ("i64",)),
-    "handle": FuncType(("i32", "i32"), ("i64",)),
-    "resume": FuncType(("i32",), ("i64",)),
-}
 REQUEST_BUFFER_BYTES = 64 * 1024
 #: Where the guest is metered (wasmer): instruction-meter units between two looks at the clock.
 #: Ordinary guest code spends this in well under a millisecond; the slowest code found (cache
@@ -74,49 +53,6 @@ Charged = Callable[[], float]
 
 def _nothing() -> float:
     return 0.0
-
-
-# Headers a guest may set on its response (guest/ABI.md, "Request and response"), each once,
-# and what their values may be: a path on this service (not `//host`, which a browser would
-# follow elsewhere), and whole seconds.
-GUEST_HEADERS = {
-    "location": re.compile(r"/(?!/)[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,2047}"),
-    "retry-after": re.compile(r"[0-9]{1,6}"),
-}
-# What a guest's answer may be: nothing, JSON, problem details, plain text or bytes. Never HTML
-# or script, which a browser would run as this service's own.
-GUEST_CONTENT_TYPES = frozenset(
-    {"", "application/json", "application/problem+json", "text/plain; charset=utf-8", "application/octet-stream"}
-)
-# Statuses whose answer has no body.
-_NO_BODY = frozenset({204, 205, 304})
-# A response header line with no headers: `{"status":200,"content_type":"application/json"}`.
-_SIMPLE_HEAD = re.compile(rb'\{"status":(\d{3}),"content_type":"([ !#-\[\]-~]*)"\}')
-
-
-def _headers_valid(headers: list[tuple[str, object]]) -> bool:
-    names = [name for name, _ in headers]
-    if len(set(names)) != len(names):
-        return False
-    for name, value in headers:
-        pattern = GUEST_HEADERS.get(name)
-        if pattern is None or not isinstance(value, str) or pattern.fullmatch(value) is None:
-            return False
-    return True
-
-
-class GuestResponse:
-    """A guest's answer, and how long the request spent in the guest and in the database."""
-
-    __slots__ = ("status", "content_type", "headers", "body", "guest_seconds", "db_seconds")
-
-    def __init__(self, status: int, content_type: str, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.status = status
-        self.content_type = content_type
-        self.headers = headers
-        self.body = body
-        self.guest_seconds = 0.0
-        self.db_seconds = 0.0
 
 
 class _Invocation:
@@ -343,34 +279,12 @@ class GuestInstance:
                 self._bridge.invocation = None
 
     def _response(self, packed: int, max_response_bytes: int) -> GuestResponse:
-        ptr, length = packed >> 32, packed & 0xFFFFFFFF
-        if length > max_response_bytes:
+        length = packed & 0xFFFFFFFF
+        if length > max_response_bytes:  # before copying it out
             raise LimitExceeded(
                 "response_bytes", f"the guest's response of {length} bytes is over the limit of {max_response_bytes}"
             )
-        raw = self.raw.read(ptr, length)
-        head, _, body = raw.partition(b"\n")
-        simple = _SIMPLE_HEAD.fullmatch(head)
-        if simple is not None:  # the common case, without a JSON parser
-            status = int(simple[1])
-            content_type = simple[2].decode()
-            if 200 <= status <= 599 and not (body and status in _NO_BODY) and content_type in GUEST_CONTENT_TYPES:
-                return GuestResponse(status, content_type, [], body)
-        try:
-            meta = json.loads(head)
-            status, content_type, extra = meta["status"], meta["content_type"], meta.get("headers", [])
-            headers = [(str(name).lower(), value) for name, value in extra]
-        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
-            raise GuestFault("the guest's response has no valid header line") from None
-        if (
-            type(status) is not int
-            or not 200 <= status <= 599
-            or (body and status in _NO_BODY)
-            or content_type not in GUEST_CONTENT_TYPES
-            or not _headers_valid(headers)
-        ):
-            raise GuestFault(f"the guest's response header is not valid: {head[:200]!r}")
-        return GuestResponse(status, content_type, headers, body)
+        return decode_response(self.raw.read(packed >> 32, length), max_response_bytes)
 
 
 async def _no_host_call(operation: str, payload: bytes) -> bytes:
