@@ -22,7 +22,7 @@ from . import _malloc
 from ._abi import ABI_VERSION as ABI_VERSION  # where service/__init__.py imports it from
 from ._abi import DATABASE_IMPORTS, HOST_IMPORTS, REQUIRED_EXPORTS, GuestResponse, decode_response
 from ._database import deadline
-from ._engines import CompiledModule, Engine, Export, HostFunction, Instance, InstanceLimits
+from ._engine import CompiledModule, Engine, Export, HostFunction, Instance, InstanceLimits
 from ._errors import GuestFault, GuestLoadError, LimitExceeded
 from ._limits import Limits
 from ._metering import CLOCK_IMPORT, FUEL_EXPORT, meter

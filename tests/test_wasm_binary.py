@@ -22,7 +22,7 @@ import pytest
 import wasmtime
 
 from service import GuestFault, GuestLoadError, available_engines, load_engine
-from service._engines import Engine, HostFunction, Instance, InstanceLimits
+from service._engine import Engine, HostFunction, Instance, InstanceLimits
 from service._guest import DEFAULT_MODULE, REQUIRED_EXPORTS
 from service._metering import CHECK_FUEL, CLOCK_IMPORT, FUEL_EXPORT, fuel_spent_trap, meter
 from service._wasm_binary import (
