@@ -65,6 +65,11 @@ FUEL_EXPORT = "__orders_fuel"
 #: the counter below zero: it raises, or sets the counter to a new slice and returns
 CLOCK_IMPORT = "__orders_clock"
 CLOCK_MODULE = "host"
+#: The host's slice: instruction-meter units between two looks at the clock. Ordinary guest code
+#: spends this in well under a millisecond; the slowest code found (cache misses on every load,
+#: instructions the engine runs as calls) in some 0.1 s, which is then how far past its time
+#: limit a guest can run.
+FUEL_SLICE = 4_000_000
 #: fuel for a memory.grow or table.grow beyond its one unit: each is a call into the engine, as
 #: costly as a few hundred instructions (the bytes they add are bounded by the caps)
 GROW_FUEL = 256

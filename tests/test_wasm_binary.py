@@ -22,8 +22,9 @@ import pytest
 import wasmtime
 
 from service import GuestFault, GuestLoadError, available_engines, load_engine
+from service._abi import REQUIRED_EXPORTS
 from service._engine import Engine, HostFunction, Instance, InstanceLimits
-from service._guest import DEFAULT_MODULE, REQUIRED_EXPORTS
+from service._guest_module import DEFAULT_MODULE
 from service._metering import CHECK_FUEL, CLOCK_IMPORT, FUEL_EXPORT, fuel_spent_trap, meter
 from service._wasm_binary import (
     PAGE,

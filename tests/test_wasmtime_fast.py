@@ -37,7 +37,7 @@ def test_calls_into_and_out_of_the_guest_take_the_fast_paths() -> None:
     request = encode_request("echo", {}, {}, "text/plain; charset=utf-8", False) + b"ping"
     answer = asyncio.run(guest.invoke(request, _no_database, lambda level, message: lines.append(message)))
     assert (answer.status, answer.body) == (200, b"ping")
-    instance = guest._idle[0][0]
+    instance = guest.idle_instances()[0]
     for name in ("handle", "resume", "alloc", "dealloc", "abi_version", "inbox"):
         assert instance.raw.export(name).__qualname__.startswith("unchecked_export."), name
     assert fallbacks == {}, f"a fast path fell back to wasmtime-py's public path: {fallbacks}"
