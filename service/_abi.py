@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from ._errors import GuestFault, LimitExceeded
-from ._wasm_binary import FuncType
+from ._wasm_module import FuncType
 
 ABI_VERSION = 3
 #: A guest of ABI version 3 leaves `headers` out of its response header when it has none;

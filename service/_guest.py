@@ -17,7 +17,7 @@ from ._instance import GuestInstance
 from ._limits import GUEST_MEMORY_TOTAL_BYTES, GUEST_POOL_MAX, Limits
 from ._metering import FUEL_SLICE as FUEL_SLICE  # noqa: F401 (service/_app.py imports it from here)
 from ._pool import InstancePool
-from ._wasm_binary import START_EXPORT
+from ._wasm_caps import START_EXPORT
 
 __all__ = ["ABI_VERSION", "DEFAULT_MODULE", "FUEL_SLICE", "Guest"]
 

@@ -9,7 +9,9 @@ from ._abi import ABI_VERSION, HOST_IMPORTS, REQUIRED_EXPORTS
 from ._errors import GuestLoadError
 from ._limits import Limits
 from ._metering import FUEL_SLICE, meter
-from ._wasm_binary import ModuleInfo, cap_memory, cap_tables, defer_start, inspect
+from ._wasm_caps import cap_memory, cap_tables, defer_start
+from ._wasm_inspect import inspect
+from ._wasm_module import ModuleInfo
 
 DEFAULT_MODULE = Path(__file__).resolve().parent / "guest" / "orders.wasm"
 

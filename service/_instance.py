@@ -20,7 +20,7 @@ from ._errors import GuestFault, GuestLoadError, LimitExceeded
 from ._guest_imports import Bridge, Invocation, host_functions
 from ._limits import Limits
 from ._metering import FUEL_EXPORT, FUEL_SLICE
-from ._wasm_binary import START_EXPORT
+from ._wasm_caps import START_EXPORT
 
 log = logging.getLogger("service.guest")
 

@@ -19,7 +19,7 @@ import wasmtime
 from service import Guest, GuestFault, GuestLoadError, GuestMemoryError, LimitExceeded, load_engine
 from service._database import Database
 from service._guest import DEFAULT_MODULE
-from service._wasm_binary import _leb, _read_leb
+from service._wasm_format import leb, read_leb
 
 from .conftest import ENGINES, Db, Service
 from .wat_guests import INSERT_LEN, RESPOND, build, invoke, load, run, wat_guest
@@ -357,12 +357,12 @@ def with_exported_global(wasm: bytes, index: int, name: str) -> bytes:
     out, pos = bytearray(wasm[:8]), 8
     while pos < len(wasm):
         section = wasm[pos]
-        size, start = _read_leb(wasm, pos + 1)
+        size, start = read_leb(wasm, pos + 1)
         body = wasm[start : start + size]
         if section == 7:
-            count, rest = _read_leb(body, 0)
-            body = _leb(count + 1) + body[rest:] + _leb(len(name)) + name.encode() + b"\x03" + _leb(index)
-        out += bytes([section]) + _leb(len(body)) + body
+            count, rest = read_leb(body, 0)
+            body = leb(count + 1) + body[rest:] + leb(len(name)) + name.encode() + b"\x03" + leb(index)
+        out += bytes([section]) + leb(len(body)) + body
         pos = start + size
     return bytes(out)
 

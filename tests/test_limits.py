@@ -28,7 +28,8 @@ from service._hostfuncs import HostSession
 from service._instance import GuestInstance
 from service._settings import DatabaseURL
 from service._sql import Capability
-from service._wasm_binary import PAGE, cap_memory
+from service._wasm_caps import cap_memory
+from service._wasm_format import PAGE
 
 from . import wat_guests
 from .conftest import ENGINES, ROOT, Db, EmbeddedMariaDB, Service, least_privilege, make_database
