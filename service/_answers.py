@@ -7,8 +7,8 @@ import logging
 
 from starlette.types import Send
 
+from ._abi import GuestResponse
 from ._deadline import deadline
-from ._guest import GuestResponse
 from ._http import Overloaded
 from ._lifespan import Runtime
 

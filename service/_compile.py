@@ -8,7 +8,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from ._engines import CompiledModule, Engine, load_engine
+from ._engine import CompiledModule, Engine
+from ._engines import load_engine
 from ._errors import ConfigError, GuestLoadError
 
 

@@ -4,18 +4,17 @@ answer. This module knows routes and the envelope, not rules."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
+from ._abi import GuestResponse, encode_request
 from ._answers import send_answer, send_whole
 from ._deadline import deadline
 from ._errors import GuestFault, LimitExceeded
 from ._exchange import Exchange, current_exchange
-from ._guest import GuestResponse
 from ._hostfuncs import HostSession
 from ._http import RequestTimeout, read_body
 from ._lifespan import Runtime
@@ -88,16 +87,11 @@ async def read_request(scope: Scope, receive: Receive, operation: str, settings:
                 body = await read_body(receive, length, settings.max_body_bytes)
         except asyncio.TimeoutError:
             raise RequestTimeout() from None
-    # The request's header line (guest/ABI.md), written directly: it is made for every request.
+    # The request's header line (guest/ABI.md): made for every request.
     raw_query = scope["query_string"]
-    query = json.dumps(dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True))) if raw_query else "{}"
-    path_params = scope.get("path_params")
-    path = json.dumps(path_params) if path_params else "{}"
-    header = (
-        f'{{"op":"{operation}","query":{query},"path":{path},"content_type":{json.dumps(content_type.decode("latin-1"))},'
-        f'"allow_reset":{"true" if settings.allow_reset else "false"}}}\n'
-    )
-    return header.encode() + body
+    query = dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) if raw_query else {}
+    path = scope.get("path_params") or {}
+    return encode_request(operation, query, path, content_type.decode("latin-1"), settings.allow_reset) + body
 
 
 def new_session(runtime: Runtime) -> HostSession:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ._database import Connection, Database
 from ._errors import DatabaseError, GuestFault, LimitExceeded
+from ._limits import Limits
 from ._logs import printable
 from ._metrics import Metrics
 from ._sql import Capability, Statement, StatementRefused
@@ -70,7 +71,7 @@ class HostSession:
         capability: Capability,
         *,
         max_result_bytes: int,
-        max_result_rows: int = 100_000,
+        max_result_rows: int = Limits.result_rows,
         request_id: str = "-",
         metrics: Metrics | None = None,
     ) -> None:

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: GUEST_POOL_MAX: instances of the guest at once, so requests in the guest at once
+GUEST_POOL_MAX = 64
+#: GUEST_MEMORY_TOTAL_MB: guest memory of all instances of a process together
+GUEST_MEMORY_TOTAL_BYTES = 512 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Limits:

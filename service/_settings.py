@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from ._errors import ConfigError
-from ._limits import Limits
+from ._limits import GUEST_MEMORY_TOTAL_BYTES, GUEST_POOL_MAX, Limits
 
 ENGINES = ("auto", "wasmer", "wasmtime")
 _TRUE = {"1", "true", "yes", "on"}
@@ -85,9 +85,9 @@ class Settings:
     db_statement_timeout: float = 5.0
     #: how long a guest statement waits for a row or table lock, in whole seconds
     db_lock_timeout: int = 3
-    guest_pool_max: int = 64
+    guest_pool_max: int = GUEST_POOL_MAX
     #: guest memory of all instances of a process together (idle instances are dropped first)
-    guest_memory_total: int = 512 * _MB
+    guest_memory_total: int = GUEST_MEMORY_TOTAL_BYTES
     guest_module: Path | None = None
     #: how long compiling a module loaded by SIGHUP may take
     guest_compile_timeout: float = 60.0

@@ -19,7 +19,7 @@ import wasmtime
 from service import Guest, GuestFault, GuestLoadError, GuestMemoryError, LimitExceeded, load_engine
 from service._database import Database
 from service._guest import DEFAULT_MODULE
-from service._wasm_binary import _leb, _read_leb
+from service._wasm_format import leb, read_leb
 
 from .conftest import ENGINES, Db, Service
 from .wat_guests import INSERT_LEN, RESPOND, build, invoke, load, run, wat_guest
@@ -357,12 +357,12 @@ def with_exported_global(wasm: bytes, index: int, name: str) -> bytes:
     out, pos = bytearray(wasm[:8]), 8
     while pos < len(wasm):
         section = wasm[pos]
-        size, start = _read_leb(wasm, pos + 1)
+        size, start = read_leb(wasm, pos + 1)
         body = wasm[start : start + size]
         if section == 7:
-            count, rest = _read_leb(body, 0)
-            body = _leb(count + 1) + body[rest:] + _leb(len(name)) + name.encode() + b"\x03" + _leb(index)
-        out += bytes([section]) + _leb(len(body)) + body
+            count, rest = read_leb(body, 0)
+            body = leb(count + 1) + body[rest:] + leb(len(name)) + name.encode() + b"\x03" + leb(index)
+        out += bytes([section]) + leb(len(body)) + body
         pos = start + size
     return bytes(out)
 
@@ -373,7 +373,7 @@ def test_suspending_leaves_the_stack_pointer_where_it_was() -> None:
     # pointer lower, until the stack ran into the guest's data.
     wasm = with_exported_global(DEFAULT_MODULE.read_bytes(), 0, "stack_pointer")
     guest = Guest(load_engine("wasmtime"), wasm, pool_max=1)
-    instance = guest._idle[0][0]
+    instance = guest.idle_instances()[0]
 
     def stack_pointer() -> int:
         return instance.raw.get_global("stack_pointer")
@@ -396,7 +396,7 @@ def test_suspending_leaves_the_stack_pointer_where_it_was() -> None:
 
 def test_one_instance_suspends_and_resumes_thousands_of_times(engine_name: str) -> None:
     guest = real_guest(engine_name)
-    instance = guest._idle[0][0]
+    instance = guest.idle_instances()[0]
     calls: list[tuple[str, bytes]] = []
 
     async def host_call(operation: str, payload: bytes) -> bytes:
@@ -411,7 +411,7 @@ def test_one_instance_suspends_and_resumes_thousands_of_times(engine_name: str) 
 
     start_memory = instance.raw.memory_size()
     asyncio.run(main())
-    assert [i for i, _ in guest._idle] == [instance]  # the same instance served every request
+    assert guest.idle_instances() == [instance]  # the same instance served every request
     assert instance.raw.memory_size() == start_memory
     assert len(calls) == 3000 and all(op == "query" and b'"json_rows":true' in p for op, p in calls)
 
@@ -437,7 +437,7 @@ def test_a_result_larger_than_the_inbox_is_fetched_by_the_guest(engine_name: str
             assert orders[-1]["shipping_address"] == "3000 Suspension Road"
 
     asyncio.run(main())
-    assert max(pages) > guest._idle[0][0].inbox_capacity
+    assert max(pages) > guest.idle_instances()[0].inbox_capacity
 
 
 @pytest.mark.parametrize(

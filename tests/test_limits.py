@@ -23,11 +23,13 @@ import pytest
 
 from service import Guest, GuestFault, GuestLoadError, LimitExceeded, Limits, load_engine
 from service._database import Database, prepare_guest_user
-from service._guest import GuestInstance, _Invocation
+from service._guest_imports import Invocation
 from service._hostfuncs import HostSession
+from service._instance import GuestInstance
 from service._settings import DatabaseURL
 from service._sql import Capability
-from service._wasm_binary import PAGE, cap_memory
+from service._wasm_caps import cap_memory
+from service._wasm_format import PAGE
 
 from . import wat_guests
 from .conftest import ENGINES, ROOT, Db, EmbeddedMariaDB, Service, least_privilege, make_database
@@ -742,7 +744,7 @@ def test_the_hosts_work_on_a_guests_statements_counts_against_its_time(
 @pytest.mark.parametrize("engine", ENGINES)
 def test_setting_up_an_instance_for_a_request_counts_against_its_time(engine: str, tmp_path: Path) -> None:
     guest = guest_with(engine, wat_guest(RESPOND), tmp_path)
-    invocation = _Invocation(_no_database, lambda level, message: None, guest.limits)
+    invocation = Invocation(_no_database, lambda level, message: None, guest.limits)
     instance = GuestInstance(guest, invocation)
     try:
         assert invocation.guest_seconds > 0

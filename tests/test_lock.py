@@ -63,7 +63,7 @@ def test_the_lock_pins_what_pyproject_asks_for(python: str) -> None:
 
 
 def test_this_environment_was_installed_from_the_lock() -> None:
-    python = "%d.%d" % sys.version_info[:2]
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
     releases = pinned(python)
     for requirement in asked():
         if requirement.marker is not None and not requirement.marker.evaluate(environment(python)):

@@ -196,3 +196,29 @@ def test_a_compile_past_its_time_is_stopped_and_refused(guest_db: Db, engine: st
         assert "python -m service._compile" not in os.popen("ps -eo args").read()  # the compiler was stopped
     finally:
         svc.stop()
+
+
+def test_reloads_start_no_threads_that_stay(guest_db: Db, engine: str, tmp_path: Path) -> None:
+    module = tmp_path / "guest.wasm"
+    shutil.copy(DEFAULT_MODULE, module)
+    env = {"GUEST_MODULE": str(module), "WASM_ENGINE": engine, **least_privilege(guest_db), "GUEST_CACHE_DIR": "off"}
+    svc = Service(env, tmp_path / "service.log")
+    modules = [build(wat_guest(RESPOND), tmp_path), DEFAULT_MODULE.read_bytes()]
+
+    def threads() -> int:
+        return len(os.listdir(f"/proc/{svc.process.pid}/task"))
+
+    def reload(n: int) -> None:
+        module.write_bytes(modules[n % 2])  # a module other than the running one: compiled afresh
+        svc.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: svc.log().count("guest module reloaded") == n)
+        assert svc.client.post("/echo", content=b"ping").status_code == 200
+
+    try:
+        reload(1)  # the first reload may start the threads every later one reuses
+        before = threads()
+        for n in range(2, 8):
+            reload(n)
+        assert threads() <= before, f"{threads() - before} threads more after 6 reloads"
+    finally:
+        svc.stop()

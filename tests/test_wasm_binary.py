@@ -22,21 +22,14 @@ import pytest
 import wasmtime
 
 from service import GuestFault, GuestLoadError, available_engines, load_engine
-from service._engines import Engine, HostFunction, Instance, InstanceLimits
-from service._guest import DEFAULT_MODULE, REQUIRED_EXPORTS
+from service._abi import REQUIRED_EXPORTS
+from service._engine import Engine, HostFunction, Instance, InstanceLimits
+from service._guest_module import DEFAULT_MODULE
 from service._metering import CHECK_FUEL, CLOCK_IMPORT, FUEL_EXPORT, fuel_spent_trap, meter
-from service._wasm_binary import (
-    PAGE,
-    START_EXPORT,
-    FuncType,
-    _leb,
-    _read_leb,
-    _Reader,
-    cap_memory,
-    cap_tables,
-    defer_start,
-    inspect,
-)
+from service._wasm_caps import START_EXPORT, cap_memory, cap_tables, defer_start
+from service._wasm_format import PAGE, Reader, leb, read_leb
+from service._wasm_inspect import inspect
+from service._wasm_module import FuncType
 
 ENGINES = available_engines()
 REAL_GUEST = DEFAULT_MODULE.read_bytes()
@@ -195,7 +188,7 @@ DECLARATIONS = """
 
 def test_inspect_reports_every_kind_of_declaration() -> None:
     wasm = wat(DECLARATIONS)
-    wasm += b"\x00" + _leb(len(b"\x04note") + 3) + b"\x04note" + b"abc"  # a custom section
+    wasm += b"\x00" + leb(len(b"\x04note") + 3) + b"\x04note" + b"abc"  # a custom section
     info = inspect(wasm)
     assert [(i.module, i.name, i.kind) for i in info.imports] == [
         ("host", "f", "func"),
@@ -800,7 +793,7 @@ def test_a_module_importing_the_clock_is_refused(text: str, message: str) -> Non
 def with_code(code: bytes) -> bytes:
     """A module of one function, () -> (), whose body is `code` (no locals), byte for byte."""
     body = b"\x00" + code + b"\x0b"
-    return HEADER + EMPTY_TYPE + b"\x03\x02\x01\x00" + b"\x0a" + _leb(len(body) + 2) + b"\x01" + _leb(len(body)) + body
+    return HEADER + EMPTY_TYPE + b"\x03\x02\x01\x00" + b"\x0a" + leb(len(body) + 2) + b"\x01" + leb(len(body)) + body
 
 
 def test_unknown_opcodes_and_64_bit_memories_are_refused() -> None:
@@ -846,7 +839,7 @@ def sections(wasm: bytes) -> list[tuple[int, bytes]]:
     """(id, contents) of every section."""
     out, pos = [], 8
     while pos < len(wasm):
-        size, start = _read_leb(wasm, pos + 1)
+        size, start = read_leb(wasm, pos + 1)
         out.append((wasm[pos], wasm[start : start + size]))
         pos = start + size
     return out
@@ -857,7 +850,7 @@ def names(wasm: bytes) -> tuple[dict[int, str], dict[int, dict[int, str]]]:
     functions: dict[int, str] = {}
     local_names: dict[int, dict[int, str]] = {}
     for id, contents in sections(wasm):
-        r = _Reader(contents, 0, len(contents))
+        r = Reader(contents, 0, len(contents))
         if id != 0 or r.name() != "name":
             continue
         while r.pos < r.end:

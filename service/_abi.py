@@ -1,0 +1,143 @@
+"""The guest ABI (guest/ABI.md): its version, the imports and exports it names, and the one codec
+of the envelope, the JSON header line in front of every request and response body.
+
+The golden file guest/abi/golden.json is the contract for the header lines (tests/test_abi.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ._errors import GuestFault, LimitExceeded
+from ._wasm_module import FuncType
+
+ABI_VERSION = 3
+#: A guest of ABI version 3 leaves `headers` out of its response header when it has none;
+#: version 4 requires the key. Accepted only while guests of version 3 are served: it goes when
+#: ABI_VERSION becomes 4.
+V3_HEADERS_MAY_BE_MISSING = True
+
+# Imports that hand the host a database call; the guest suspends after each.
+DATABASE_IMPORTS = ("db_query", "db_execute", "db_begin", "db_commit", "db_rollback")
+HOST_IMPORTS: dict[str, FuncType] = {
+    "db_query": FuncType(("i32", "i32"), ()),
+    "db_execute": FuncType(("i32", "i32"), ()),
+    "db_begin": FuncType((), ()),
+    "db_commit": FuncType((), ()),
+    "db_rollback": FuncType((), ()),
+    "db_result": FuncType(("i32", "i32"), ()),
+    "log": FuncType(("i32", "i32", "i32"), ()),
+}
+REQUIRED_EXPORTS: dict[str, FuncType | None] = {
+    "memory": None,
+    "abi_version": FuncType((), ("i32",)),
+    "alloc": FuncType(("i32",), ("i32",)),
+    "dealloc": FuncType(("i32", "i32"), ()),
+    "inbox": FuncType((), ("i64",)),
+    "handle": FuncType(("i32", "i32"), ("i64",)),
+    "resume": FuncType(("i32",), ("i64",)),
+}
+
+# Headers a guest may set on its response (guest/ABI.md, "Request and response"), each once,
+# and what their values may be: a path on this service (not `//host`, which a browser would
+# follow elsewhere), and whole seconds.
+GUEST_HEADERS = {
+    "location": re.compile(r"/(?!/)[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,2047}"),
+    "retry-after": re.compile(r"[0-9]{1,6}"),
+}
+# What a guest's answer may be: nothing, JSON, problem details, plain text or bytes. Never HTML
+# or script, which a browser would run as this service's own.
+GUEST_CONTENT_TYPES = frozenset(
+    {"", "application/json", "application/problem+json", "text/plain; charset=utf-8", "application/octet-stream"}
+)
+# Statuses whose answer has no body.
+_NO_BODY = frozenset({204, 205, 304})
+_RESPONSE_KEYS = frozenset({"status", "content_type", "headers"})
+_V3_RESPONSE_KEYS = frozenset({"status", "content_type"})
+# A response header line without headers, read without a JSON parser (the common case).
+_SIMPLE_HEAD = re.compile(rb'\{"status":(\d{3}),"content_type":"([ !#-\[\]-~]*)","headers":\[\]\}')
+_SIMPLE_V3_HEAD = re.compile(rb'\{"status":(\d{3}),"content_type":"([ !#-\[\]-~]*)"(?:,"headers":\[\])?\}')
+# Compact, non-ASCII as UTF-8: the header line exactly as the golden file writes it.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+_string = json.encoder.encode_basestring
+
+
+class GuestResponse:
+    """A guest's answer, and how long the request spent in the guest and in the database."""
+
+    __slots__ = ("status", "content_type", "headers", "body", "guest_seconds", "db_seconds")
+
+    def __init__(self, status: int, content_type: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status = status
+        self.content_type = content_type
+        self.headers = headers
+        self.body = body
+        self.guest_seconds = 0.0
+        self.db_seconds = 0.0
+
+
+def encode_request(op: str, query: dict[str, str], path: dict[str, str], content_type: str, allow_reset: bool) -> bytes:
+    """The request's header line, `\\n` included; the body follows it."""
+    # Field by field, in the ABI's order: one encoder call for the whole dict was measured slower.
+    return (
+        f'{{"op":{_string(op)},"query":{_encode(query) if query else "{}"},"path":{_encode(path) if path else "{}"},'
+        f'"content_type":{_string(content_type)},"allow_reset":{"true" if allow_reset else "false"}}}\n'
+    ).encode()
+
+
+def decode_response(data: bytes, max_bytes: int, *, v3_headers: bool = V3_HEADERS_MAY_BE_MISSING) -> GuestResponse:
+    """The guest's response: its header line read and checked, the rest its body. Raises
+    LimitExceeded when `data` is over `max_bytes`, GuestFault when the header is not valid.
+    `v3_headers`: a missing `headers` is read as none (V3_HEADERS_MAY_BE_MISSING)."""
+    if len(data) > max_bytes:
+        raise LimitExceeded("response_bytes", f"the guest's response of {len(data)} bytes is over the limit of {max_bytes}")
+    head, newline, body = data.partition(b"\n")
+    if not newline:
+        raise GuestFault("the guest's response has no valid header line")
+    simple = (_SIMPLE_V3_HEAD if v3_headers else _SIMPLE_HEAD).fullmatch(head)
+    if simple is not None:
+        status = int(simple[1])
+        content_type = simple[2].decode()
+        if 200 <= status <= 599 and not (body and status in _NO_BODY) and content_type in GUEST_CONTENT_TYPES:
+            return GuestResponse(status, content_type, [], body)
+    try:
+        meta = json.loads(head)
+    except (ValueError, RecursionError):
+        raise GuestFault("the guest's response has no valid header line") from None
+    headers = _fields(meta, v3_headers)
+    if headers is None:
+        raise GuestFault(f"the guest's response header is not valid: {head[:200]!r}")
+    status, content_type = meta["status"], meta["content_type"]
+    if not 200 <= status <= 599 or (body and status in _NO_BODY) or content_type not in GUEST_CONTENT_TYPES:
+        raise GuestFault(f"the guest's response header is not valid: {head[:200]!r}")
+    return GuestResponse(status, content_type, headers, body)
+
+
+def _fields(meta: Any, v3_headers: bool) -> list[tuple[str, str]] | None:
+    """The headers of a decoded header line, or None when a key is unknown, missing or of the
+    wrong type, or a header is not one a guest may send."""
+    if type(meta) is not dict:
+        return None
+    keys = meta.keys()
+    if keys != _RESPONSE_KEYS and not (v3_headers and keys == _V3_RESPONSE_KEYS):
+        return None
+    if type(meta["status"]) is not int or type(meta["content_type"]) is not str:
+        return None
+    pairs = meta.get("headers", [])
+    if type(pairs) is not list:
+        return None
+    headers = []
+    for pair in pairs:
+        if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str or type(pair[1]) is not str:
+            return None
+        headers.append((pair[0].lower(), pair[1]))
+    names = [name for name, _ in headers]
+    if len(set(names)) != len(names):
+        return None
+    for name, value in headers:
+        pattern = GUEST_HEADERS.get(name)
+        if pattern is None or pattern.fullmatch(value) is None:
+            return None
+    return headers

@@ -1,0 +1,113 @@
+"""Fast paths into wasmtime-py's internals: calls into the guest and host functions through
+wasmtime's unchecked C entry points, which skip wasmtime-py's per-call type lookup, Caller
+object and value conversion (most of the cost of a crossing from Python).
+
+They reach private names of wasmtime-py (`_ffi`, `_func`, `Func._from_raw`, `Store._context`),
+so they are tested on the versions in `TESTED_VERSIONS`, which pyproject.toml allows and no
+other. Where the internals are not as expected each falls back to wasmtime-py's public, checked
+path, says so once in the log, and notes it in `fallbacks`, which tests/test_wasmtime_fast.py
+requires to stay empty on the installed wasmtime.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from typing import Any
+
+from ._engine import Export, HostFunction, first_line
+from ._errors import GuestFault, LimitExceeded
+
+log = logging.getLogger("service.engine")
+
+#: wasmtime-py releases these paths are tested on (the major version); pyproject.toml pins it.
+TESTED_VERSIONS = range(50, 51)
+#: the fast paths that fell back to the public path in this process, and why
+fallbacks: dict[str, str] = {}
+
+
+def _fell_back(path: str, why: BaseException | str) -> None:
+    if path not in fallbacks:
+        fallbacks[path] = str(why)
+        log.warning("wasmtime-py's internals are not as expected (%s: %s): the slower public path is used", path, why)
+
+
+def unchecked_export(wasmtime: Any, store: Any, func: Any, name: str, interrupt: Any) -> Export | None:
+    """A call of the export `func` through `wasmtime_func_call_unchecked`; None, for the
+    checked path, where the internals are not as expected."""
+    try:
+        ffi = wasmtime._ffi
+        from wasmtime._func import maybe_raise_last_exn
+
+        call_unchecked = ffi.wasmtime_func_call_unchecked
+        raw_array = ffi.wasmtime_val_raw_t
+        trap_pointer = ctypes.POINTER(ffi.wasm_trap_t)
+        ty = func.type(store)
+        kinds = [str(t) for t in (*ty.params, *ty.results)]
+        context = store._context()
+        func_ref = ctypes.byref(func._func)
+    except (AttributeError, ImportError, TypeError) as e:
+        _fell_back("export", e)
+        return None
+    if any(kind not in ("i32", "i64") for kind in kinds) or len(ty.results) > 1:
+        return None  # not an ABI function: the checked path, as intended
+    fields = ["i32" if str(t) == "i32" else "i64" for t in ty.params]
+    result = None if not ty.results else ("i32" if str(ty.results[0]) == "i32" else "i64")
+    size = max(len(fields), 1 if result else 0, 1)
+    array_type = raw_array * size
+    trap_class = wasmtime.Trap
+
+    def call(*args: int) -> Any:
+        values = array_type()
+        for i, field in enumerate(fields):
+            setattr(values[i], field, args[i])
+        trap = trap_pointer()
+        error = call_unchecked(context, func_ref, values, size, ctypes.byref(trap))
+        if error or trap:
+            maybe_raise_last_exn()  # a host function's own exception, as it was raised
+            failure = trap_class._from_ptr(trap) if trap else wasmtime.WasmtimeError._from_ptr(error)
+            if getattr(failure, "trap_code", None) == interrupt:
+                raise LimitExceeded("time", "the guest ran past its time limit and was stopped")
+            raise GuestFault(f"guest trapped in {name}: {first_line(failure)}")
+        return getattr(values[0], result) if result else None
+
+    return call
+
+
+def unchecked_import(wasmtime: Any, store: Any, ty: Any, fn: HostFunction) -> tuple[Any, Any] | None:
+    """The host function `fn` through `wasmtime_func_new_unchecked`: (the Func, the C callback,
+    which must live as long as the store); None, for the checked path, where the internals are
+    not as expected."""
+    try:
+        ffi = wasmtime._ffi
+        from wasmtime import _func
+
+        new_unchecked = ffi.wasmtime_func_new_unchecked
+        callback_type = ffi.wasmtime_func_unchecked_callback_t
+        func_type = ffi.wasmtime_func_t
+        from_raw = wasmtime.Func._from_raw
+        context = store._context()
+    except (AttributeError, ImportError) as e:
+        _fell_back("import", e)
+        return None
+    fields = fn.params
+    result = fn.results[0] if fn.results else None
+    func = fn.func
+    trap_class = wasmtime.Trap
+
+    def callback(env: Any, caller: Any, values: Any, count: int) -> int:
+        try:
+            value = func(*[getattr(values[i], field) for i, field in enumerate(fields)])
+            if result is not None:
+                setattr(values[0], result, value)
+            return 0
+        except BaseException as e:
+            # As wasmtime-py's own trampoline does: the caller of the export re-raises it.
+            _func.LAST_EXCEPTION = e  # type: ignore[assignment]  # wasmtime-py stores BaseException too
+            return ctypes.cast(trap_class("python exception")._consume(), ctypes.c_void_p).value or 0
+
+    c_callback = callback_type(callback)
+    raw = func_type()
+    no_finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()  # a NULL function pointer
+    new_unchecked(context, ty.ptr(), c_callback, None, no_finalizer, ctypes.byref(raw))
+    return from_raw(raw), c_callback

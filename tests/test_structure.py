@@ -1,0 +1,93 @@
+"""The host's modules stay small and read in one direction: each 250 lines or fewer, and no
+module imports one that imports it back, directly or through others (imports inside functions
+count as well)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SERVICE = Path(__file__).resolve().parent.parent / "service"
+MODULES = sorted(SERVICE.glob("*.py"))
+MAX_LINES = 250
+
+
+def _imports(path: Path) -> set[str]:
+    """The modules of the package that `path` imports, by file stem."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 and node.module:  # from ._x import y
+                found.add(node.module.split(".")[0])
+            elif node.level == 1:  # from . import _x
+                found.update(alias.name for alias in node.names)
+            elif node.level == 0 and node.module and node.module.split(".")[0] == "service":
+                parts = node.module.split(".")
+                found.add(parts[1] if len(parts) > 1 else "__init__")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "service":
+                    found.add(parts[1] if len(parts) > 1 else "__init__")
+    names = {p.stem for p in MODULES}
+    return {name for name in found if name in names and name != path.stem}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def visit(name: str) -> None:
+        index[name] = low[name] = len(index)
+        stack.append(name)
+        on_stack.add(name)
+        for other in sorted(graph[name]):
+            if other not in index:
+                visit(other)
+                low[name] = min(low[name], low[other])
+            elif other in on_stack:
+                low[name] = min(low[name], index[other])
+        if low[name] == index[name]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == name:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for name in sorted(graph):
+        if name not in index:
+            visit(name)
+    return components
+
+
+def test_the_checker_finds_a_cycle_through_several_modules() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _cycles(graph) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_checker_sees_every_kind_of_import() -> None:
+    imports = _imports(SERVICE / "_guest.py")
+    assert {"_abi", "_pool", "_compile"} <= imports  # `from ._x import`, and one inside a function
+    assert "_malloc" in _imports(SERVICE / "_instance_pool.py")  # `from . import _x`
+
+
+def test_no_module_imports_one_that_imports_it_back() -> None:
+    graph = {path.stem: _imports(path) for path in MODULES}
+    assert _cycles(graph) == []
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
+def test_a_module_is_250_lines_or_fewer(path: Path) -> None:
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{path.name} has {lines} lines"
