@@ -78,7 +78,7 @@ def test_the_checker_finds_a_cycle_through_several_modules() -> None:
 
 def test_the_checker_sees_every_kind_of_import() -> None:
     imports = _imports(SERVICE / "_guest.py")
-    assert {"_abi", "_pool", "_compile"} <= imports  # `from ._x import`, and one inside a function
+    assert {"_abi", "_instance_pool", "_compile"} <= imports  # `from ._x import`, and one inside a function
     assert "_malloc" in _imports(SERVICE / "_instance_pool.py")  # `from . import _x`
 
 
