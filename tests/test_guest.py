@@ -348,6 +348,12 @@ def test_compiled_code_is_cached_and_checked(engine_name: str, tmp_path: Path) -
 ORDER_ROW = '[{0},12,2,19.99,15.00,2.00,"{0} Suspension Road"]'
 
 
+def request(op: str, **path: str) -> bytes:
+    """A request for the real guest, its header line as the host writes it (ABI version 4)."""
+    head = {"op": op, "query": {}, "path": path, "content_type": "", "allow_reset": False}
+    return json.dumps(head, separators=(",", ":")).encode() + b"\n"
+
+
 def real_guest(engine_name: str) -> Guest:
     return Guest(load_engine(engine_name), DEFAULT_MODULE.read_bytes(), pool_max=1)
 
@@ -387,7 +393,7 @@ def test_suspending_leaves_the_stack_pointer_where_it_was() -> None:
 
     async def main() -> None:
         for _ in range(3):
-            response = await guest.invoke(b'{"op":"get","path":{"order_id":"7"}}\n', host_call, lambda *_: None)
+            response = await guest.invoke(request("get", order_id="7"), host_call, lambda *_: None)
             assert response.status == 200
             assert stack_pointer() == at_rest
 
@@ -405,7 +411,7 @@ def test_one_instance_suspends_and_resumes_thousands_of_times(engine_name: str) 
 
     async def main() -> None:
         for i in range(1, 3001):
-            response = await guest.invoke(b'{"op":"get","path":{"order_id":"%d"}}\n' % i, host_call, lambda *_: None)
+            response = await guest.invoke(request("get", order_id=str(i)), host_call, lambda *_: None)
             assert response.status == 200, response.body
             assert b'"order_id":%d,' % i in response.body and b"%d Suspension Road" % i in response.body
 
@@ -430,7 +436,7 @@ def test_a_result_larger_than_the_inbox_is_fetched_by_the_guest(engine_name: str
 
     async def main() -> None:
         for _ in range(3):
-            response = await guest.invoke(b'{"op":"orders"}\n', host_call, lambda *_: None)
+            response = await guest.invoke(request("orders"), host_call, lambda *_: None)
             assert response.status == 200
             orders = json.loads(response.body)
             assert [o["order_id"] for o in orders] == list(range(1, 3001))

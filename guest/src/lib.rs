@@ -1,10 +1,15 @@
 //! The order service's business logic, built as a WebAssembly guest (see ABI.md).
 //!
-//! The exports below are the whole surface the host sees; the logic is in `api` (dispatch, errors),
-//! `legacy` and `rest` (the two APIs), `store` (SQL), `order`, `money` and `db`, which also build natively so that `cargo test` runs them.
+//! The exports below are the whole surface the host sees. The logic, which also builds natively
+//! so that `cargo test` runs it, reads in one direction: `api` (dispatch) -> `legacy` and `rest`
+//! (the two APIs) -> `envelope` (the header lines), `error` (errors in both answer shapes),
+//! `input` -> `store` (SQL, its own errors) -> `order`, `money`, `db`.
 
 pub mod api;
 pub mod db;
+pub mod envelope;
+pub mod error;
+pub mod input;
 pub mod legacy;
 pub mod money;
 pub mod order;

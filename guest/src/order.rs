@@ -1,5 +1,6 @@
 //! What an order is, and the rules a body must meet to become one.
 
+use serde_derive::Serialize;
 use serde_json::{Map, Value};
 
 use crate::money;
@@ -31,7 +32,7 @@ pub struct Order {
     pub shipping_address: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
