@@ -30,7 +30,7 @@ from ._wasm_binary import START_EXPORT, FuncType, ModuleInfo, cap_memory, cap_ta
 
 log = logging.getLogger("service.guest")
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 DEFAULT_MODULE = Path(__file__).resolve().parent / "guest" / "orders.wasm"
 # Imports that hand the host a database call; the guest suspends after each.
 DATABASE_IMPORTS = ("db_query", "db_execute", "db_begin", "db_commit", "db_rollback")
@@ -51,6 +51,7 @@ REQUIRED_EXPORTS: dict[str, FuncType | None] = {
     "inbox": FuncType((), ("i64",)),
     "handle": FuncType(("i32", "i32"), ("i64",)),
     "resume": FuncType(("i32",), ("i64",)),
+    "describe": FuncType((), ("i64",)),
 }
 REQUEST_BUFFER_BYTES = 64 * 1024
 #: Where the guest is metered (wasmer): instruction-meter units between two looks at the clock.

@@ -230,8 +230,8 @@ def test_suspended_guests_interleave(engine_name: str, guest_db: Db, tmp_path: P
 
 
 def test_an_unknown_abi_version_is_refused(engine_name: str, tmp_path: Path) -> None:
-    wasm = build(wat_guest(RESPOND, abi=4), tmp_path)
-    with pytest.raises(GuestLoadError, match="ABI version 4, but this host speaks version 3"):
+    wasm = build(wat_guest(RESPOND, abi=5), tmp_path)
+    with pytest.raises(GuestLoadError, match="ABI version 5, but this host speaks version 4"):
         load(engine_name, wasm)
 
 
@@ -250,7 +250,7 @@ V1_GUEST = """
 
 
 def test_a_version_1_guest_is_refused_with_the_reason(engine_name: str, tmp_path: Path) -> None:
-    with pytest.raises(GuestLoadError, match="does not export inbox, resume; this host speaks guest ABI version 3"):
+    with pytest.raises(GuestLoadError, match="does not export inbox, resume, describe; this host speaks guest ABI version 4"):
         load(engine_name, build(V1_GUEST, tmp_path, asyncify=False))
 
 
@@ -271,12 +271,12 @@ def test_bytes_that_are_not_wasm_are_refused(engine_name: str) -> None:
 
 
 def test_the_service_refuses_a_wrong_abi_at_startup(tmp_path: Path) -> None:
-    path = tmp_path / "v3.wasm"
-    path.write_bytes(build(wat_guest(RESPOND, abi=4), tmp_path))
+    path = tmp_path / "v5.wasm"
+    path.write_bytes(build(wat_guest(RESPOND, abi=5), tmp_path))
     env = {**os.environ, "GUEST_MODULE": str(path), "DATABASE_URL": "mysql://root@127.0.0.1:1/none"}
     done = subprocess.run([sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "speaks guest ABI version 4, but this host speaks version 3" in done.stderr
+    assert "speaks guest ABI version 5, but this host speaks version 4" in done.stderr
 
 
 # --- the real guest -------------------------------------------------------------------------

@@ -3,10 +3,12 @@
 //! The exports below are the whole surface the host sees. The logic, which also builds natively
 //! so that `cargo test` runs it, reads in one direction: `api` (dispatch) -> `legacy` and `rest`
 //! (the two APIs) -> `envelope` (the header lines), `error` (errors in both answer shapes),
-//! `input` -> `store` (SQL, its own errors) -> `order`, `money`, `db`.
+//! `input` -> `store` (SQL, its own errors) -> `order`, `money`, `db`. `describe` lists routes,
+//! operations and schemas from the same constants.
 
 pub mod api;
 pub mod db;
+pub mod describe;
 pub mod envelope;
 pub mod error;
 pub mod input;
@@ -17,7 +19,7 @@ pub mod rest;
 pub mod store;
 
 /// The ABI this guest speaks; the host refuses any other (ABI.md, "Versioning").
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 #[cfg(all(target_arch = "wasm32", feature = "exports"))]
 mod exports {
@@ -67,6 +69,8 @@ mod exports {
         result_len: Cell<usize>,
         /// The response of the last request, kept alive until the next one so the host can read it.
         last_response: UnsafeCell<Vec<u8>>,
+        /// The description, made on the first `describe`.
+        description: UnsafeCell<Vec<u8>>,
     }
 
     /// `State` is only ever used from the instance's one thread (wasm32 without threads).
@@ -82,6 +86,7 @@ mod exports {
         resuming: Cell::new(false),
         result_len: Cell::new(0),
         last_response: UnsafeCell::new(Vec::new()),
+        description: UnsafeCell::new(Vec::new()),
     });
 
     fn state() -> &'static State {
@@ -116,6 +121,16 @@ mod exports {
     #[no_mangle]
     pub extern "C" fn inbox() -> u64 {
         (state().inbox.get() as u64) << 32 | INBOX_BYTES as u64
+    }
+
+    /// The guest's description of itself (ABI.md, "Description"), packed as `ptr << 32 | len`;
+    /// valid until the next call.
+    #[no_mangle]
+    pub extern "C" fn describe() -> u64 {
+        // SAFETY: one thread; no other reference to the description is alive.
+        let description = unsafe { &mut *state().description.get() };
+        *description = crate::describe::document().into_bytes();
+        (description.as_ptr() as u64) << 32 | description.len() as u64
     }
 
     // `handle` and `resume` are left out of asyncify's instrumentation (build.sh): `serve`

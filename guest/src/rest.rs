@@ -11,7 +11,7 @@ use crate::store;
 
 pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 500;
-const MAX_OFFSET: u64 = 1_000_000_000_000;
+pub const MAX_OFFSET: u64 = 1_000_000_000_000;
 
 pub type Answer = Result<Response, ApiError>;
 

@@ -348,8 +348,8 @@ fn assert_placeholders(db: &FakeDb) {
 }
 
 #[test]
-fn the_abi_is_version_3() {
-    assert_eq!(orders_guest::ABI_VERSION, 3);
+fn the_abi_is_version_4() {
+    assert_eq!(orders_guest::ABI_VERSION, 4);
 }
 
 #[test]
