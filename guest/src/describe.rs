@@ -5,12 +5,12 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::envelope::ABI_VERSION;
 use crate::error::{problem_type, Code};
 use crate::input::CANONICAL_NUMBER_PATTERN;
 use crate::money::{self, DECIMALS, MAX_CENTS};
 use crate::order::{CONTROLS, FIELDS, MAX_ADDRESS_CHARS, MAX_INT, SPACES};
 use crate::rest::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
-use crate::ABI_VERSION;
 
 const JSON: &str = "application/json";
 const PROBLEM: &str = "application/problem+json";

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use serde_derive::{Deserialize, Serialize};
 
+/// The ABI this guest speaks; the host refuses any other (ABI.md, "Versioning").
+pub const ABI_VERSION: u32 = 4;
+
 /// The request's header line: exactly these keys, each of its type; anything else is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -18,8 +18,7 @@ pub mod order;
 pub mod rest;
 pub mod store;
 
-/// The ABI this guest speaks; the host refuses any other (ABI.md, "Versioning").
-pub const ABI_VERSION: u32 = 4;
+pub use envelope::ABI_VERSION;
 
 #[cfg(all(target_arch = "wasm32", feature = "exports"))]
 mod exports {
@@ -99,7 +98,7 @@ mod exports {
 
     #[no_mangle]
     pub extern "C" fn abi_version() -> u32 {
-        crate::ABI_VERSION
+        crate::envelope::ABI_VERSION
     }
 
     #[no_mangle]
