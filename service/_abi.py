@@ -13,11 +13,7 @@ from typing import Any
 from ._errors import GuestFault, LimitExceeded
 from ._wasm_module import FuncType
 
-ABI_VERSION = 3
-#: A guest of ABI version 3 leaves `headers` out of its response header when it has none;
-#: version 4 requires the key. Accepted only while guests of version 3 are served: it goes when
-#: ABI_VERSION becomes 4.
-V3_HEADERS_MAY_BE_MISSING = True
+ABI_VERSION = 4
 
 # Imports that hand the host a database call; the guest suspends after each.
 DATABASE_IMPORTS = ("db_query", "db_execute", "db_begin", "db_commit", "db_rollback")
@@ -38,6 +34,7 @@ REQUIRED_EXPORTS: dict[str, FuncType | None] = {
     "inbox": FuncType((), ("i64",)),
     "handle": FuncType(("i32", "i32"), ("i64",)),
     "resume": FuncType(("i32",), ("i64",)),
+    "describe": FuncType((), ("i64",)),
 }
 
 # Headers a guest may set on its response (guest/ABI.md, "Request and response"), each once,
@@ -55,10 +52,8 @@ GUEST_CONTENT_TYPES = frozenset(
 # Statuses whose answer has no body.
 _NO_BODY = frozenset({204, 205, 304})
 _RESPONSE_KEYS = frozenset({"status", "content_type", "headers"})
-_V3_RESPONSE_KEYS = frozenset({"status", "content_type"})
 # A response header line without headers, read without a JSON parser (the common case).
 _SIMPLE_HEAD = re.compile(rb'\{"status":(\d{3}),"content_type":"([ !#-\[\]-~]*)","headers":\[\]\}')
-_SIMPLE_V3_HEAD = re.compile(rb'\{"status":(\d{3}),"content_type":"([ !#-\[\]-~]*)"(?:,"headers":\[\])?\}')
 # Compact, non-ASCII as UTF-8: the header line exactly as the golden file writes it.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 _string = json.encoder.encode_basestring
@@ -87,16 +82,15 @@ def encode_request(op: str, query: dict[str, str], path: dict[str, str], content
     ).encode()
 
 
-def decode_response(data: bytes, max_bytes: int, *, v3_headers: bool = V3_HEADERS_MAY_BE_MISSING) -> GuestResponse:
+def decode_response(data: bytes, max_bytes: int) -> GuestResponse:
     """The guest's response: its header line read and checked, the rest its body. Raises
-    LimitExceeded when `data` is over `max_bytes`, GuestFault when the header is not valid.
-    `v3_headers`: a missing `headers` is read as none (V3_HEADERS_MAY_BE_MISSING)."""
+    LimitExceeded when `data` is over `max_bytes`, GuestFault when the header is not valid."""
     if len(data) > max_bytes:
         raise LimitExceeded("response_bytes", f"the guest's response of {len(data)} bytes is over the limit of {max_bytes}")
     head, newline, body = data.partition(b"\n")
     if not newline:
         raise GuestFault("the guest's response has no valid header line")
-    simple = (_SIMPLE_V3_HEAD if v3_headers else _SIMPLE_HEAD).fullmatch(head)
+    simple = _SIMPLE_HEAD.fullmatch(head)
     if simple is not None:
         status = int(simple[1])
         content_type = simple[2].decode()
@@ -106,7 +100,7 @@ def decode_response(data: bytes, max_bytes: int, *, v3_headers: bool = V3_HEADER
         meta = json.loads(head)
     except (ValueError, RecursionError):
         raise GuestFault("the guest's response has no valid header line") from None
-    headers = _fields(meta, v3_headers)
+    headers = _fields(meta)
     if headers is None:
         raise GuestFault(f"the guest's response header is not valid: {head[:200]!r}")
     status, content_type = meta["status"], meta["content_type"]
@@ -115,17 +109,17 @@ def decode_response(data: bytes, max_bytes: int, *, v3_headers: bool = V3_HEADER
     return GuestResponse(status, content_type, headers, body)
 
 
-def _fields(meta: Any, v3_headers: bool) -> list[tuple[str, str]] | None:
+def _fields(meta: Any) -> list[tuple[str, str]] | None:
     """The headers of a decoded header line, or None when a key is unknown, missing or of the
     wrong type, or a header is not one a guest may send."""
     if type(meta) is not dict:
         return None
     keys = meta.keys()
-    if keys != _RESPONSE_KEYS and not (v3_headers and keys == _V3_RESPONSE_KEYS):
+    if keys != _RESPONSE_KEYS:
         return None
     if type(meta["status"]) is not int or type(meta["content_type"]) is not str:
         return None
-    pairs = meta.get("headers", [])
+    pairs = meta["headers"]
     if type(pairs) is not list:
         return None
     headers = []

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from service import GuestFault
-from service._abi import V3_HEADERS_MAY_BE_MISSING, decode_response, encode_request
+from service._abi import decode_response, encode_request
 
 GOLDEN = json.loads((Path(__file__).resolve().parent.parent / "guest" / "abi" / "golden.json").read_text(encoding="utf-8"))
 BIG = 1 << 20
@@ -29,11 +29,10 @@ def test_a_request_header_is_written_exactly_as_the_golden_bytes(case: dict[str,
 
 
 @pytest.mark.parametrize("case", GOLDEN["responses"], ids=_case_id)
-@pytest.mark.parametrize("v3_headers", [False, True])
-def test_a_golden_response_header_is_read_as_its_fields(case: dict[str, Any], v3_headers: bool) -> None:
+def test_a_golden_response_header_is_read_as_its_fields(case: dict[str, Any]) -> None:
     fields = case["fields"]
     body = b"" if fields["status"] == 204 else b'{"a":1}\n'
-    response = decode_response(case["bytes"].encode("utf-8") + body, BIG, v3_headers=v3_headers)
+    response = decode_response(case["bytes"].encode("utf-8") + body, BIG)
     assert response.status == fields["status"]
     assert response.content_type == fields["content_type"]
     assert response.headers == [tuple(pair) for pair in fields["headers"]]
@@ -42,23 +41,8 @@ def test_a_golden_response_header_is_read_as_its_fields(case: dict[str, Any], v3
 
 @pytest.mark.parametrize("case", GOLDEN["bad_responses"], ids=_case_id)
 def test_a_bad_response_header_is_refused(case: dict[str, Any]) -> None:
-    # The ABI v4 rule, without the allowance for v3 guests: `headers` must be there.
     with pytest.raises(GuestFault):
-        decode_response(case["bytes"].encode("utf-8") + b"{}", BIG, v3_headers=False)
-
-
-@pytest.mark.parametrize("case", [c for c in GOLDEN["bad_responses"] if c["why"] != "headers missing"], ids=_case_id)
-def test_a_bad_response_header_is_refused_from_a_v3_guest_too(case: dict[str, Any]) -> None:
-    with pytest.raises(GuestFault):
-        decode_response(case["bytes"].encode("utf-8") + b"{}", BIG, v3_headers=True)
-
-
-def test_a_v3_guest_may_leave_out_empty_headers_until_the_abi_is_4() -> None:
-    response = decode_response(b'{"status":200,"content_type":"application/json"}\n[]', BIG, v3_headers=True)
-    assert (response.status, response.headers, response.body) == (200, [], b"[]")
-    # the default is the flag's, and the flag goes with ABI version 3
-    assert decode_response(b'{"status":200,"content_type":"application/json"}\n[]', BIG).status == 200
-    assert V3_HEADERS_MAY_BE_MISSING
+        decode_response(case["bytes"].encode("utf-8") + b"{}", BIG)
 
 
 def test_the_request_header_keeps_non_ascii_and_escapes_what_json_must() -> None:

@@ -230,8 +230,8 @@ def test_suspended_guests_interleave(engine_name: str, guest_db: Db, tmp_path: P
 
 
 def test_an_unknown_abi_version_is_refused(engine_name: str, tmp_path: Path) -> None:
-    wasm = build(wat_guest(RESPOND, abi=4), tmp_path)
-    with pytest.raises(GuestLoadError, match="ABI version 4, but this host speaks version 3"):
+    wasm = build(wat_guest(RESPOND, abi=5), tmp_path)
+    with pytest.raises(GuestLoadError, match="ABI version 5, but this host speaks version 4"):
         load(engine_name, wasm)
 
 
@@ -250,7 +250,7 @@ V1_GUEST = """
 
 
 def test_a_version_1_guest_is_refused_with_the_reason(engine_name: str, tmp_path: Path) -> None:
-    with pytest.raises(GuestLoadError, match="does not export inbox, resume; this host speaks guest ABI version 3"):
+    with pytest.raises(GuestLoadError, match="does not export inbox, resume, describe; this host speaks guest ABI version 4"):
         load(engine_name, build(V1_GUEST, tmp_path, asyncify=False))
 
 
@@ -271,12 +271,12 @@ def test_bytes_that_are_not_wasm_are_refused(engine_name: str) -> None:
 
 
 def test_the_service_refuses_a_wrong_abi_at_startup(tmp_path: Path) -> None:
-    path = tmp_path / "v3.wasm"
-    path.write_bytes(build(wat_guest(RESPOND, abi=4), tmp_path))
+    path = tmp_path / "v5.wasm"
+    path.write_bytes(build(wat_guest(RESPOND, abi=5), tmp_path))
     env = {**os.environ, "GUEST_MODULE": str(path), "DATABASE_URL": "mysql://root@127.0.0.1:1/none"}
     done = subprocess.run([sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "speaks guest ABI version 4, but this host speaks version 3" in done.stderr
+    assert "speaks guest ABI version 5, but this host speaks version 4" in done.stderr
 
 
 # --- the real guest -------------------------------------------------------------------------
@@ -348,6 +348,12 @@ def test_compiled_code_is_cached_and_checked(engine_name: str, tmp_path: Path) -
 ORDER_ROW = '[{0},12,2,19.99,15.00,2.00,"{0} Suspension Road"]'
 
 
+def request(op: str, **path: str) -> bytes:
+    """A request for the real guest, its header line as the host writes it (ABI version 4)."""
+    head = {"op": op, "query": {}, "path": path, "content_type": "", "allow_reset": False}
+    return json.dumps(head, separators=(",", ":")).encode() + b"\n"
+
+
 def real_guest(engine_name: str) -> Guest:
     return Guest(load_engine(engine_name), DEFAULT_MODULE.read_bytes(), pool_max=1)
 
@@ -387,7 +393,7 @@ def test_suspending_leaves_the_stack_pointer_where_it_was() -> None:
 
     async def main() -> None:
         for _ in range(3):
-            response = await guest.invoke(b'{"op":"get","path":{"order_id":"7"}}\n', host_call, lambda *_: None)
+            response = await guest.invoke(request("get", order_id="7"), host_call, lambda *_: None)
             assert response.status == 200
             assert stack_pointer() == at_rest
 
@@ -405,7 +411,7 @@ def test_one_instance_suspends_and_resumes_thousands_of_times(engine_name: str) 
 
     async def main() -> None:
         for i in range(1, 3001):
-            response = await guest.invoke(b'{"op":"get","path":{"order_id":"%d"}}\n' % i, host_call, lambda *_: None)
+            response = await guest.invoke(request("get", order_id=str(i)), host_call, lambda *_: None)
             assert response.status == 200, response.body
             assert b'"order_id":%d,' % i in response.body and b"%d Suspension Road" % i in response.body
 
@@ -430,7 +436,7 @@ def test_a_result_larger_than_the_inbox_is_fetched_by_the_guest(engine_name: str
 
     async def main() -> None:
         for _ in range(3):
-            response = await guest.invoke(b'{"op":"orders"}\n', host_call, lambda *_: None)
+            response = await guest.invoke(request("orders"), host_call, lambda *_: None)
             assert response.status == 200
             orders = json.loads(response.body)
             assert [o["order_id"] for o in orders] == list(range(1, 3001))

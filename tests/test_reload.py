@@ -109,8 +109,9 @@ def refused_on_reload(svc: Service, module: Path, wasm: bytes, reason: str) -> s
         ),
         (
             lambda wat: wat.replace(
-                '(func (export "abi_version") (result i32)', '(func (export "abi_version") (result i64)'
-            ).replace("(i32.const 3))", "(i64.const 3))", 1),
+                '(func (export "abi_version") (result i32) (i32.const 4))',
+                '(func (export "abi_version") (result i64) (i64.const 4))',
+            ),
             "exports abi_version as a func of type () -> (i64)",
         ),
         (lambda wat: wat.replace('(export "resume")', '(export "resum")'), "does not export resume"),

@@ -1042,7 +1042,7 @@ class RealGuest:
         return int(self.instance.export(export)(*args) or 0)
 
     def get(self, order_id: int) -> bytes:
-        request = b'{"op":"get","path":{"order_id":"%d"}}\n' % order_id
+        request = b'{"op":"get","query":{},"path":{"order_id":"%d"},"content_type":"","allow_reset":false}\n' % order_id
         self.instance.write(self.request, request)
         packed = self.call("handle", self.request, len(request))
         while self.pending:

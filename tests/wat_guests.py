@@ -23,13 +23,18 @@ from .conftest import ROOT, Db
 CAPABILITY = Capability.from_schema_file(ROOT / "sql" / "schema.sql")
 
 T = TypeVar("T")
-OK_RESPONSE = '{"status":200,"content_type":"application/json"}\n{"status":true}'
+OK_RESPONSE = '{"status":200,"content_type":"application/json","headers":[]}\n{"status":true}'
+# What a test guest says of itself from `describe`: no routes (guest/ABI.md, "Description").
+DESCRIPTION = '{"abi_version":4,"routes":[],"operations":{},"errors":{},"error_shapes":{},"schemas":{}}'
+DESCRIPTION_AT = 3072
 INSERT = json.dumps(
     {
         "sql": "INSERT INTO orders (product_id, quantity, amount, shipping, tax, shipping_address) VALUES (?, 1, 1, 1, 1, ?)",
         "params": [42, "from a hostile guest"],
     }
 )
+# A request header line with every key of ABI version 4 (guest/ABI.md, "Request and response").
+REQUEST = b'{"op":"orders","query":{},"path":{},"content_type":"","allow_reset":false}\n'
 UNWIND_DATA = 16384  # asyncify's (current, end) header, then 4 KiB for the saved stack
 INBOX = 20480
 INBOX_BYTES = 8192
@@ -40,8 +45,8 @@ def wat_string(text: str) -> str:
     return '"' + "".join(f"\\{b:02x}" for b in text.encode()) + '"'
 
 
-def wat_guest(handle_body: str, *, abi: int = 3, extra: str = "", data: str = OK_RESPONSE) -> str:
-    """A minimal guest of ABI version 3 (guest/ABI.md): bump allocator, a response at 1024, a
+def wat_guest(handle_body: str, *, abi: int = 4, extra: str = "", data: str = OK_RESPONSE) -> str:
+    """A minimal guest of ABI version 4 (guest/ABI.md): bump allocator, a response at 1024, a
     statement at 4096. `handle_body` is the body of `$serve (param $ptr i32) (param $len i32)
     (result i64)`; it makes database calls with `$db_query` / `$db_execute` (ptr, len) and
     `$db_begin` / `$db_commit` / `$db_rollback`, which suspend and return the host's result
@@ -68,6 +73,7 @@ def wat_guest(handle_body: str, *, abi: int = 3, extra: str = "", data: str = OK
   (global $request_len (mut i32) (i32.const 0))
   (data (i32.const 1024) {wat_string(data)})
   (data (i32.const 4096) {wat_string(INSERT)})
+  (data (i32.const {DESCRIPTION_AT}) {wat_string(DESCRIPTION)})
   (func (export "abi_version") (result i32) (i32.const {abi}))
   (func $alloc (export "alloc") (param $n i32) (result i32) (local $p i32)
     (local.set $p (global.get $heap))
@@ -79,6 +85,8 @@ def wat_guest(handle_body: str, *, abi: int = 3, extra: str = "", data: str = OK
   (func (export "dealloc") (param i32 i32))
   (func (export "inbox") (result i64)
     (i64.const {(INBOX << 32) | INBOX_BYTES}))
+  (func (export "describe") (result i64)
+    (i64.const {(DESCRIPTION_AT << 32) | len(DESCRIPTION)}))
   (func $handle (export "handle") (param $ptr i32) (param $len i32) (result i64)
     (global.set $request_ptr (local.get $ptr))
     (global.set $request_len (local.get $len))
@@ -204,7 +212,7 @@ def run(db: Db, work: Callable[[Database], Awaitable[T]], guest_url: DatabaseURL
     return asyncio.run(main())
 
 
-async def invoke(guest: Guest, database: Database, request: bytes = b'{"op":"orders"}\n') -> Any:
+async def invoke(guest: Guest, database: Database, request: bytes = REQUEST) -> Any:
     session = HostSession(database, CAPABILITY, max_result_bytes=1 << 20)
     clean = False
     try:

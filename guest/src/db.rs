@@ -2,18 +2,52 @@
 
 use serde_json::Value;
 
-/// Why a statement failed, as the host reports it (see ABI.md, "Database results").
+/// MariaDB's ER_DUP_ENTRY: a unique key was violated (the orders table has one, its primary key).
+pub const DUPLICATE_ENTRY: i64 = 1062;
+
+/// What kind of failure the host reports (ABI.md, "Database statements and results").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorKind {
+    Duplicate,
+    OutOfRange,
+    Conflict,
+    Timeout,
+    Invalid,
+    Unavailable,
+    Error,
+}
+
+impl DbErrorKind {
+    /// The host's `kind` and MariaDB's error `code`; a kind this guest does not know is `Error`.
+    pub fn from_host(kind: &str, code: i64) -> Self {
+        match kind {
+            "duplicate" => DbErrorKind::Duplicate,
+            "out_of_range" => DbErrorKind::OutOfRange,
+            "conflict" => DbErrorKind::Conflict,
+            "timeout" => DbErrorKind::Timeout,
+            "invalid" => DbErrorKind::Invalid,
+            "unavailable" => DbErrorKind::Unavailable,
+            _ if code == DUPLICATE_ENTRY => DbErrorKind::Duplicate,
+            _ => DbErrorKind::Error,
+        }
+    }
+}
+
+/// Why a statement failed, as the host reports it. The message is only ever logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbError {
-    /// `duplicate`, `out_of_range`, `conflict`, `timeout`, `invalid`, `unavailable` or `error`.
-    pub kind: String,
+    pub kind: DbErrorKind,
     pub code: i64,
     pub message: String,
 }
 
 impl DbError {
+    pub fn new(kind: &str, code: i64, message: impl Into<String>) -> Self {
+        DbError { kind: DbErrorKind::from_host(kind, code), code, message: message.into() }
+    }
+
     pub fn protocol(message: impl Into<String>) -> Self {
-        DbError { kind: "error".into(), code: 0, message: message.into() }
+        DbError { kind: DbErrorKind::Error, code: 0, message: message.into() }
     }
 }
 
@@ -68,11 +102,11 @@ pub fn decode_result(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, DbE
         _ => return Err(DbError::protocol("host sent a result that is not an object")),
     };
     if let Some(err) = obj.remove("error") {
-        return Err(DbError {
-            kind: err.get("kind").and_then(Value::as_str).unwrap_or("error").to_string(),
-            code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-            message: err.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
-        });
+        return Err(DbError::new(
+            err.get("kind").and_then(Value::as_str).unwrap_or("error"),
+            err.get("code").and_then(Value::as_i64).unwrap_or(0),
+            err.get("message").and_then(Value::as_str).unwrap_or(""),
+        ));
     }
     Ok(obj)
 }
@@ -116,12 +150,14 @@ mod tests {
     #[test]
     fn errors_come_back_typed() {
         let err = decode_rows(br#"{"error":{"kind":"duplicate","code":1062,"message":"dup"}}"#).unwrap_err();
-        assert_eq!(err.kind, "duplicate");
+        assert_eq!(err.kind, DbErrorKind::Duplicate);
         assert_eq!(err.code, 1062);
+        let err = decode_rows(br#"{"error":{"kind":"error","code":1062,"message":"anything"}}"#).unwrap_err();
+        assert_eq!(err.kind, DbErrorKind::Duplicate);
         let err = decode_executed(br#"{"error":{"kind":"conflict","code":1205,"message":"Lock wait timeout exceeded"}}"#).unwrap_err();
-        assert_eq!((err.kind.as_str(), err.code), ("conflict", 1205));
-        assert_eq!(decode_ok(br#"{"error":{"kind":"timeout","code":1969,"message":"max_statement_time"}}"#).unwrap_err().kind, "timeout");
-        assert_eq!(decode_rows(b"nonsense").unwrap_err().kind, "error");
+        assert_eq!((err.kind, err.code), (DbErrorKind::Conflict, 1205));
+        assert_eq!(decode_ok(br#"{"error":{"kind":"timeout","code":1969,"message":"max_statement_time"}}"#).unwrap_err().kind, DbErrorKind::Timeout);
+        assert_eq!(decode_rows(b"nonsense").unwrap_err().kind, DbErrorKind::Error);
         assert_eq!(decode_rows(br#"{"rows":[[1,"2.00"]]}"#).unwrap(), vec![vec![json!(1), json!("2.00")]]);
         assert_eq!(
             decode_executed(br#"{"rows_affected":2,"last_insert_id":9}"#).unwrap(),

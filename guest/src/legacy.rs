@@ -1,7 +1,9 @@
 //! The original service's routes: same bodies and answers, honest errors in its shape.
 
-use crate::api::{parse_id, parse_json, ApiError, BadId, Request, HEADER_ROOM};
 use crate::db::Db;
+use crate::envelope::{Request, HEADER_ROOM};
+use crate::error::{ApiError, Code};
+use crate::input::{parse_id, parse_json, BadId};
 use crate::order::{self, FieldError, FieldErrors, IdRule, Order, Place};
 use crate::store;
 
@@ -12,7 +14,7 @@ fn ok() -> Answer {
 }
 
 pub fn init(request: &Request, db: &mut impl Db) -> Answer {
-    if request.allow_reset {
+    if request.head.allow_reset {
         store::reset(db)?;
     }
     ok()
@@ -29,15 +31,12 @@ pub fn create_orders(request: &Request, db: &mut impl Db) -> Answer {
     let body = parse_json(request.body)?;
     let items = body.as_array().ok_or_else(|| {
         let message = format!("must be a JSON array of orders, not {}", order::kind_of(&body));
-        ApiError::field(422, "invalid_order", "body", &message)
+        ApiError::field(Code::InvalidOrder, "body", &message)
     })?;
     let orders = parse_items(items)?;
     let repeated = repeated_ids(&orders);
     if !repeated.is_empty() {
-        let mut err = ApiError::invalid(repeated);
-        err.status = 409;
-        err.code = "duplicate_order_id";
-        return Err(err);
+        return Err(ApiError::fields(Code::DuplicateOrderId, repeated));
     }
     store::insert_all(db, &orders)?;
     ok()
@@ -125,7 +124,7 @@ fn too_many_orders(listed: u64) -> ApiError {
          use GET /api/orders?limit=&offset= to page through it",
         BODY_BUDGET, listed
     );
-    ApiError::new(500, "too_many_orders", message)
+    ApiError::new(Code::TooManyOrders, message)
 }
 
 /// The most one order's JSON takes: 159 bytes of fields and quotes at their largest, and an
@@ -172,14 +171,14 @@ pub fn update_order(request: &Request, db: &mut impl Db) -> Answer {
 }
 
 pub fn delete_order(request: &Request, db: &mut impl Db) -> Answer {
-    let raw = match request.query.get("id").and_then(|v| v.as_str()) {
+    let raw = match request.query("id") {
         Some(s) => s,
-        None => return Err(ApiError::field(400, "invalid_parameter", "id", "is required (/delete_order?id=N)")),
+        None => return Err(ApiError::field(Code::InvalidParameter, "id", "is required (/delete_order?id=N)")),
     };
     let id = match parse_id(raw) {
         Ok(id) => id,
         Err(BadId::Malformed) => {
-            return Err(ApiError::field(400, "invalid_parameter", "id", "must be a whole number written without sign, spaces or leading zeros"))
+            return Err(ApiError::field(Code::InvalidParameter, "id", "must be a whole number written without sign, spaces or leading zeros"))
         }
         Err(BadId::OutOfRange) => return Err(ApiError::no_such_order("id", raw)),
     };

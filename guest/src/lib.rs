@@ -1,18 +1,24 @@
 //! The order service's business logic, built as a WebAssembly guest (see ABI.md).
 //!
-//! The exports below are the whole surface the host sees; the logic is in `api` (dispatch, errors),
-//! `legacy` and `rest` (the two APIs), `store` (SQL), `order`, `money` and `db`, which also build natively so that `cargo test` runs them.
+//! The exports below are the whole surface the host sees. The logic, which also builds natively
+//! so that `cargo test` runs it, reads in one direction: `api` (dispatch) -> `legacy` and `rest`
+//! (the two APIs) -> `envelope` (the header lines), `error` (errors in both answer shapes),
+//! `input` -> `store` (SQL, its own errors) -> `order`, `money`, `db`. `describe` lists routes,
+//! operations and schemas from the same constants.
 
 pub mod api;
 pub mod db;
+pub mod describe;
+pub mod envelope;
+pub mod error;
+pub mod input;
 pub mod legacy;
 pub mod money;
 pub mod order;
 pub mod rest;
 pub mod store;
 
-/// The ABI this guest speaks; the host refuses any other (ABI.md, "Versioning").
-pub const ABI_VERSION: u32 = 3;
+pub use envelope::ABI_VERSION;
 
 #[cfg(all(target_arch = "wasm32", feature = "exports"))]
 mod exports {
@@ -45,22 +51,54 @@ mod exports {
         fn asyncify_stop_rewind();
     }
 
+    use std::cell::{Cell, UnsafeCell};
+
     /// Where asyncify saves the suspended stack: (current, end) and then the space between them.
     const UNWIND_WORDS: usize = 16 * 1024;
-    static mut UNWIND: [u32; UNWIND_WORDS] = [0; UNWIND_WORDS];
     /// Where the host writes a database result that fits, so that resuming needs no allocation.
     const INBOX_BYTES: usize = 64 * 1024;
-    static mut INBOX: [u8; INBOX_BYTES] = [0; INBOX_BYTES];
 
-    static mut REQUEST: (usize, usize) = (0, 0);
-    static mut RESUMING: bool = false;
-    static mut RESULT_LEN: usize = 0;
-    /// The response of the last request, kept alive until the next one so the host can read it.
-    static mut LAST_RESPONSE: Vec<u8> = Vec::new();
+    /// The guest's state between calls from the host. A Wasm instance has one thread, and the
+    /// host never enters it while it runs, so no two references to a field are ever alive at once.
+    struct State {
+        unwind: UnsafeCell<[u32; UNWIND_WORDS]>,
+        inbox: UnsafeCell<[u8; INBOX_BYTES]>,
+        request: Cell<(usize, usize)>,
+        resuming: Cell<bool>,
+        result_len: Cell<usize>,
+        /// The response of the last request, kept alive until the next one so the host can read it.
+        last_response: UnsafeCell<Vec<u8>>,
+        /// The description, made on the first `describe`.
+        description: UnsafeCell<Vec<u8>>,
+    }
+
+    /// `State` is only ever used from the instance's one thread (wasm32 without threads).
+    struct SingleThreaded(State);
+    // SAFETY: the module is built without threads or shared memory (the host refuses a shared
+    // memory), so the static is never reached from two threads.
+    unsafe impl Sync for SingleThreaded {}
+
+    static STATE: SingleThreaded = SingleThreaded(State {
+        unwind: UnsafeCell::new([0; UNWIND_WORDS]),
+        inbox: UnsafeCell::new([0; INBOX_BYTES]),
+        request: Cell::new((0, 0)),
+        resuming: Cell::new(false),
+        result_len: Cell::new(0),
+        last_response: UnsafeCell::new(Vec::new()),
+        description: UnsafeCell::new(Vec::new()),
+    });
+
+    fn state() -> &'static State {
+        &STATE.0
+    }
+
+    fn unwind_buffer() -> *mut u32 {
+        state().unwind.get().cast::<u32>()
+    }
 
     #[no_mangle]
     pub extern "C" fn abi_version() -> u32 {
-        crate::ABI_VERSION
+        crate::envelope::ABI_VERSION
     }
 
     #[no_mangle]
@@ -81,7 +119,17 @@ mod exports {
     /// The inbox, packed as `ptr << 32 | capacity`.
     #[no_mangle]
     pub extern "C" fn inbox() -> u64 {
-        (unsafe { INBOX.as_ptr() } as u64) << 32 | INBOX_BYTES as u64
+        (state().inbox.get() as u64) << 32 | INBOX_BYTES as u64
+    }
+
+    /// The guest's description of itself (ABI.md, "Description"), packed as `ptr << 32 | len`;
+    /// valid until the next call.
+    #[no_mangle]
+    pub extern "C" fn describe() -> u64 {
+        // SAFETY: one thread; no other reference to the description is alive.
+        let description = unsafe { &mut *state().description.get() };
+        *description = crate::describe::document().into_bytes();
+        (description.as_ptr() as u64) << 32 | description.len() as u64
     }
 
     // `handle` and `resume` are left out of asyncify's instrumentation (build.sh): `serve`
@@ -95,7 +143,7 @@ mod exports {
     /// `ptr..ptr+len` must be guest memory the host wrote the request into.
     #[no_mangle]
     pub unsafe extern "C" fn handle(ptr: *const u8, len: u32) -> u64 {
-        REQUEST = (ptr as usize, len as usize);
+        state().request.set((ptr as usize, len as usize));
         serve()
     }
 
@@ -107,20 +155,21 @@ mod exports {
     #[no_mangle]
     pub unsafe extern "C" fn resume(len: u32) -> u64 {
         asyncify_stop_unwind();
-        RESULT_LEN = len as usize;
-        RESUMING = true;
-        asyncify_start_rewind(UNWIND.as_mut_ptr());
+        state().result_len.set(len as usize);
+        state().resuming.set(true);
+        asyncify_start_rewind(unwind_buffer());
         serve()
     }
 
     #[inline(never)]
     unsafe fn serve() -> u64 {
-        LAST_RESPONSE = Vec::new();
-        let (ptr, len) = REQUEST;
+        // SAFETY (here and below): one thread, and no reference to a field outlives its use.
+        *state().last_response.get() = Vec::new();
+        let (ptr, len) = state().request.get();
         let input = std::slice::from_raw_parts(ptr as *const u8, len);
         let response = crate::api::handle(input, &mut HostDb).encode();
         let packed = ((response.as_ptr() as u64) << 32) | response.len() as u64;
-        LAST_RESPONSE = response;
+        *state().last_response.get() = response;
         packed
     }
 
@@ -137,12 +186,12 @@ mod exports {
     /// Entered twice: first to submit and unwind, then again, while rewinding, to take the result.
     #[inline(never)]
     unsafe fn suspend(call: Call, statement: &[u8]) -> Vec<u8> {
-        if RESUMING {
-            RESUMING = false;
+        if state().resuming.get() {
+            state().resuming.set(false);
             asyncify_stop_rewind();
-            let len = RESULT_LEN;
+            let len = state().result_len.get();
             if len <= INBOX_BYTES {
-                return INBOX[..len].to_vec();
+                return (*state().inbox.get())[..len].to_vec();
             }
             let mut result = vec![0u8; len];
             db_result(result.as_mut_ptr(), len as u32);
@@ -155,9 +204,10 @@ mod exports {
             Call::Commit => db_commit(),
             Call::Rollback => db_rollback(),
         }
-        UNWIND[0] = UNWIND.as_ptr().add(2) as u32;
-        UNWIND[1] = UNWIND.as_ptr().add(UNWIND_WORDS) as u32;
-        asyncify_start_unwind(UNWIND.as_mut_ptr());
+        let unwind = unwind_buffer();
+        *unwind = unwind.add(2) as u32;
+        *unwind.add(1) = unwind.add(UNWIND_WORDS) as u32;
+        asyncify_start_unwind(unwind);
         Vec::new()
     }
 

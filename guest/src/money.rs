@@ -1,5 +1,7 @@
 //! Money as whole cents: parsed exactly from the JSON text, never through a float.
 
+/// Decimal places a money value may have: the scale of the `DECIMAL(12,2)` columns.
+pub const DECIMALS: u32 = 2;
 /// Largest amount a `DECIMAL(12,2)` column holds, in cents.
 pub const MAX_CENTS: i64 = 999_999_999_999;
 
@@ -78,7 +80,7 @@ pub fn parse_cents(text: &str) -> Result<i64, MoneyError> {
     let int_digits = before_point.unwrap_or(count) as i128;
     let power = |place: usize| int_digits - 1 - place as i128 + exponent as i128;
     let (highest, lowest) = (power(first_place), power(last_place));
-    if lowest < -2 {
+    if lowest < -(DECIMALS as i128) {
         return Err(MoneyError::TooPrecise);
     }
     if negative {
@@ -95,7 +97,7 @@ pub fn parse_cents(text: &str) -> Result<i64, MoneyError> {
             cents = cents * 10 + i64::from(b - b'0');
         }
     }
-    cents *= 10_i64.pow((lowest + 2) as u32);
+    cents *= 10_i64.pow((lowest + DECIMALS as i128) as u32);
     if cents > MAX_CENTS {
         return Err(MoneyError::TooLarge);
     }

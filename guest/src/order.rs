@@ -1,5 +1,6 @@
 //! What an order is, and the rules a body must meet to become one.
 
+use serde_derive::Serialize;
 use serde_json::{Map, Value};
 
 use crate::money;
@@ -8,6 +9,35 @@ use crate::money;
 pub const MAX_INT: i64 = 2_147_483_647;
 /// `shipping_address` is `VARCHAR(256)`, counted in characters.
 pub const MAX_ADDRESS_CHARS: usize = 256;
+
+/// The characters trimmed from both ends of an address: Unicode's White_Space, as `str::trim`
+/// trims them, written out so that the description's pattern says exactly the same.
+pub const SPACES: &[(char, char)] = &[
+    ('\u{9}', '\u{d}'),
+    (' ', ' '),
+    ('\u{85}', '\u{85}'),
+    ('\u{a0}', '\u{a0}'),
+    ('\u{1680}', '\u{1680}'),
+    ('\u{2000}', '\u{200a}'),
+    ('\u{2028}', '\u{2029}'),
+    ('\u{202f}', '\u{202f}'),
+    ('\u{205f}', '\u{205f}'),
+    ('\u{3000}', '\u{3000}'),
+];
+/// The characters an address may not hold: the control characters (Unicode's Cc).
+pub const CONTROLS: &[(char, char)] = &[('\u{0}', '\u{1f}'), ('\u{7f}', '\u{9f}')];
+
+fn within(c: char, ranges: &[(char, char)]) -> bool {
+    ranges.iter().any(|&(low, high)| (low..=high).contains(&c))
+}
+
+pub fn is_space(c: char) -> bool {
+    within(c, SPACES)
+}
+
+pub fn is_control(c: char) -> bool {
+    within(c, CONTROLS)
+}
 
 pub const FIELDS: [&str; 7] = [
     "order_id",
@@ -31,7 +61,7 @@ pub struct Order {
     pub shipping_address: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -249,14 +279,14 @@ fn address_field(value: Option<&Value>, place: Place, errors: &mut FieldErrors) 
             errors.add(|| FieldError::new(place.name(FIELD), "is required"));
             return None;
         }
-        Some(Value::String(s)) => s.trim(),
+        Some(Value::String(s)) => s.trim_matches(is_space),
         Some(other) => return push_type_error(place, FIELD, "a string", other, errors),
     };
     let message = if text.is_empty() {
         "must not be empty"
     } else if text.chars().count() > MAX_ADDRESS_CHARS {
         "must be at most 256 characters"
-    } else if text.chars().any(char::is_control) {
+    } else if text.chars().any(is_control) {
         "must not contain control characters"
     } else {
         return Some(text.to_string());
@@ -404,6 +434,14 @@ mod tests {
         assert_eq!(parse_order(&v, IdRule::Required).unwrap_err().listed()[0].message, "must be at most 256 characters");
         v["shipping_address"] = json!("a\u{0}b");
         assert_eq!(parse_order(&v, IdRule::Required).unwrap_err().listed()[0].message, "must not contain control characters");
+    }
+
+    #[test]
+    fn spaces_and_controls_are_unicodes() {
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            assert_eq!(is_space(c), c.is_whitespace(), "{:?}", c);
+            assert_eq!(is_control(c), c.is_control(), "{:?}", c);
+        }
     }
 
     #[test]

@@ -2,14 +2,16 @@
 
 use serde_json::Value;
 
-use crate::api::{is_canonical_number, media_type, parse_id, parse_json, ApiError, Request, Response};
 use crate::db::Db;
+use crate::envelope::{Request, Response};
+use crate::error::{ApiError, Code};
+use crate::input::{is_canonical_number, media_type, parse_id, parse_json};
 use crate::order::{self, FieldError, FieldErrors, IdRule, Order, Place};
 use crate::store;
 
 pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 500;
-const MAX_OFFSET: u64 = 1_000_000_000_000;
+pub const MAX_OFFSET: u64 = 1_000_000_000_000;
 
 pub type Answer = Result<Response, ApiError>;
 
@@ -19,24 +21,24 @@ fn order_response(status: u16, order: &Order) -> Response {
 
 /// Only JSON bodies: `application/json` or any `application/*+json`, with parameters.
 fn require_json(request: &Request) -> Result<(), ApiError> {
-    let media = media_type(&request.content_type);
+    let media = media_type(&request.head.content_type);
     if media == "application/json" || (media.starts_with("application/") && media.ends_with("+json")) {
         return Ok(());
     }
     let got = if media.is_empty() { "no Content-Type".to_string() } else { media };
-    Err(ApiError::new(415, "unsupported_media_type", format!("the body must be application/json, not {}", got)))
+    Err(ApiError::new(Code::UnsupportedMediaType, format!("the body must be application/json, not {}", got)))
 }
 
 /// The `{order_id}` of the path; an id that cannot name an order, or is not written the one
 /// canonical way, is simply not found.
 fn path_id(request: &Request) -> Result<i64, ApiError> {
-    let raw = request.path.get("order_id").and_then(Value::as_str).unwrap_or("");
+    let raw = request.path("order_id").unwrap_or("");
     parse_id(raw).map_err(|_| ApiError::no_such_order("order_id", raw))
 }
 
 /// A query parameter in `range`, written as canonical decimal (no sign, spaces or leading zeros).
 fn query_number(request: &Request, name: &str, default: u64, range: (u64, u64)) -> Result<u64, FieldError> {
-    let raw = match request.query.get(name).and_then(Value::as_str) {
+    let raw = match request.query(name) {
         None => return Ok(default),
         Some(raw) => raw,
     };
@@ -54,10 +56,7 @@ pub fn list(request: &Request, db: &mut impl Db) -> Answer {
         (l, o) => {
             let mut errors = FieldErrors::new();
             [l.err(), o.err()].into_iter().flatten().for_each(|e| errors.add(|| e));
-            let mut err = ApiError::invalid(errors);
-            err.status = 400;
-            err.code = "invalid_parameter";
-            return Err(err);
+            return Err(ApiError::fields(Code::InvalidParameter, errors));
         }
     };
     let total = store::count(db)?;
@@ -113,7 +112,7 @@ pub fn patch(request: &Request, db: &mut impl Db) -> Answer {
     let id = path_id(request)?;
     let body = parse_json(request.body)?;
     let changes = body.as_object().ok_or_else(|| {
-        ApiError::field(422, "invalid_order", "body", &format!("must be a JSON object of the fields to change, not {}", order::kind_of(&body)))
+        ApiError::field(Code::InvalidOrder, "body", &format!("must be a JSON object of the fields to change, not {}", order::kind_of(&body)))
     })?;
     let mut unknown = FieldErrors::new();
     order::check_keys(changes, Place(None), &mut unknown);
@@ -121,15 +120,15 @@ pub fn patch(request: &Request, db: &mut impl Db) -> Answer {
         return Err(ApiError::invalid(unknown));
     }
     check_body_id(&body, id)?;
-    db.begin().map_err(|e| store::failed(db, e, None))?;
+    store::begin(db)?;
     let result = patch_locked(db, id, changes);
     match result {
         Ok(order) => {
-            db.commit().map_err(|e| store::failed(db, e, None))?;
+            store::commit(db)?;
             Ok(order_response(200, &order))
         }
         Err(e) => {
-            let _ = db.rollback();
+            store::rollback(db);
             Err(e)
         }
     }
@@ -153,5 +152,5 @@ pub fn delete(request: &Request, db: &mut impl Db) -> Answer {
     if !store::delete(db, id)? {
         return Err(ApiError::no_such_order("order_id", id));
     }
-    Ok(Response { status: 204, content_type: String::new(), headers: Vec::new(), body: Vec::new() })
+    Ok(Response::new(204, "", Vec::new()))
 }

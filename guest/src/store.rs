@@ -1,9 +1,9 @@
-//! Every statement the service runs, each one host call; failures become answers here.
+//! Every statement the service runs, each one host call. Failures come back as `StoreError`,
+//! which says what went wrong with the data; what a client is answered is decided elsewhere.
 
 use serde_json::Value;
 
-use crate::api::ApiError;
-use crate::db::{Db, DbError, Executed, LogLevel};
+use crate::db::{Db, DbError, DbErrorKind, Executed, LogLevel};
 use crate::money;
 use crate::order::{Order, MAX_INT};
 
@@ -32,6 +32,66 @@ const ONE_USED_SQL: &str = "SELECT COUNT(*) FROM orders WHERE order_id = ?";
 /// the ids from the bottom up to the first gap, all of them in a dense table: the last resort.
 const GAP_SQL: &str = "SELECT a.order_id + 1 FROM orders AS a WHERE a.order_id < ? AND NOT EXISTS \
                        (SELECT 1 FROM orders AS b WHERE b.order_id = a.order_id + 1) ORDER BY a.order_id LIMIT 1";
+/// The lowest used id of a run of ids (params: its first and last), after an insert of the run
+/// was refused as a duplicate: the table's one unique key is the primary key, so one of them
+/// is used. Inside a transaction, a consistent read does not see an id taken meanwhile.
+const TAKEN_IN_RUN_SQL: &str = "SELECT MIN(order_id) FROM orders WHERE order_id BETWEEN ? AND ?";
+
+/// Why a statement, or a series of them, failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// An order_id the client gave is used; `index`: which order of a batch, when known.
+    Duplicate { index: Option<usize> },
+    /// No id in 1..=MAX_INT is free.
+    IdsExhausted,
+    /// Other requests kept taking the free ids this one found.
+    Contended,
+    /// A lock wait timeout or a deadlock: the host rolled the transaction back.
+    Conflict,
+    /// The database did not answer in time.
+    Timeout,
+    Unavailable,
+    /// The database refused a statement (logged here).
+    Refused,
+    /// The database answered what cannot be read (logged here).
+    Unreadable,
+}
+
+/// What a failed statement means; details of internal errors go to the log only.
+fn failed(db: &mut impl Db, error: DbError) -> StoreError {
+    match error.kind {
+        DbErrorKind::Duplicate => StoreError::Duplicate { index: None },
+        // Only ids the database assigns can overflow, and `insert` handles those: every value
+        // the guest sends is range-checked.
+        DbErrorKind::OutOfRange => StoreError::IdsExhausted,
+        DbErrorKind::Conflict => StoreError::Conflict,
+        DbErrorKind::Timeout => StoreError::Timeout,
+        DbErrorKind::Unavailable => StoreError::Unavailable,
+        DbErrorKind::Invalid | DbErrorKind::Error => {
+            db.log(LogLevel::Error, &format!("database error {}: {}", error.code, error.message));
+            StoreError::Refused
+        }
+    }
+}
+
+fn unreadable(db: &mut impl Db, what: &str) -> StoreError {
+    db.log(LogLevel::Error, &format!("unexpected result from the database: {}", what));
+    StoreError::Unreadable
+}
+
+pub fn begin(db: &mut impl Db) -> Result<(), StoreError> {
+    db.begin().map_err(|e| failed(db, e))
+}
+
+pub fn commit(db: &mut impl Db) -> Result<(), StoreError> {
+    db.commit().map_err(|e| failed(db, e))
+}
+
+/// Rolls back after a failure, which is what the client hears of; the host rolls back a
+/// transaction left open anyway.
+pub fn rollback(db: &mut impl Db) {
+    let _ = db.rollback();
+}
 
 /// The seven parameters of one row; `id` is the order_id to store (None: the database's choice).
 fn params_of(order: &Order, id: Option<i64>, out: &mut Vec<Value>) {
@@ -58,56 +118,51 @@ fn insert_rows(db: &mut impl Db, rows: &[&Order], first_id: Option<i64>) -> Resu
     db.execute(&insert_sql(rows.len()), &params)
 }
 
-fn insert_chunks(db: &mut impl Db, rows: &[&Order]) -> Result<(), DbError> {
-    for chunk in rows.chunks(INSERT_ROWS) {
-        insert_rows(db, chunk, None)?;
+/// Inserts `rows` with their own ids, `INSERT_ROWS` per statement; a failure comes with the
+/// index of the first row of the statement that failed.
+fn insert_chunks(db: &mut impl Db, rows: &[&Order]) -> Result<(), (usize, DbError)> {
+    for (i, chunk) in rows.chunks(INSERT_ROWS).enumerate() {
+        insert_rows(db, chunk, None).map_err(|e| (i * INSERT_ROWS, e))?;
     }
     Ok(())
 }
 
 /// Inserts one order; returns its id (the database's choice, or a free one, when it had none).
-pub fn insert(db: &mut impl Db, order: &Order) -> Result<i64, ApiError> {
+pub fn insert(db: &mut impl Db, order: &Order) -> Result<i64, StoreError> {
     match insert_rows(db, &[order], None) {
         Ok(done) => Ok(order.order_id.unwrap_or(done.last_insert_id as i64)),
         Err(e) if database_id_failed(&e, &[order]) => insert_with_free_id(db, order),
-        Err(e) => Err(failed(db, e, Some("order_id"))),
+        Err(e) => Err(failed(db, e)),
     }
 }
 
 /// Inserts every order in one transaction, or none of them.
-pub fn insert_all(db: &mut impl Db, orders: &[Order]) -> Result<(), ApiError> {
+pub fn insert_all(db: &mut impl Db, orders: &[Order]) -> Result<(), StoreError> {
     if orders.is_empty() {
         return Ok(());
     }
     let rows: Vec<&Order> = orders.iter().collect();
-    db.begin().map_err(|e| failed(db, e, None))?;
-    if let Err(e) = insert_chunks(db, &rows) {
-        let _ = db.rollback();
+    begin(db)?;
+    if let Err((at, e)) = insert_chunks(db, &rows) {
+        rollback(db);
         if database_id_failed(&e, &rows) {
             return insert_all_with_free_ids(db, &rows);
         }
-        return Err(batch_failed(db, e, &rows));
+        return Err(batch_failed(db, e, &rows, at));
     }
-    db.commit().map_err(|e| failed(db, e, None))
+    commit(db)
 }
 
 /// Whether an insert failed on an id the database chose, not one the client gave: its next
 /// AUTO_INCREMENT id is past the INT maximum (`out_of_range`) or taken (`duplicate`). One order
-/// with the largest id moves AUTO_INCREMENT there for good, even after it is deleted.
+/// with the largest id moves AUTO_INCREMENT there for good, even after it is deleted. A batch
+/// with ids given and left out cannot tell which was the duplicate: it is done again with free
+/// ids, its given ids first, and a duplicate among those fails it then.
 fn database_id_failed(error: &DbError, rows: &[&Order]) -> bool {
     if rows.iter().all(|o| o.order_id.is_some()) {
         return false;
     }
-    match error.kind.as_str() {
-        "out_of_range" => true,
-        "duplicate" => duplicate_id(error).map_or(true, |id| !rows.iter().any(|o| o.order_id == Some(id))),
-        _ => false,
-    }
-}
-
-/// The id a `duplicate` error names (MariaDB: "Duplicate entry '7' for key 'PRIMARY'").
-fn duplicate_id(error: &DbError) -> Option<i64> {
-    error.message.split('\'').nth(1)?.parse().ok()
+    matches!(error.kind, DbErrorKind::OutOfRange | DbErrorKind::Duplicate)
 }
 
 /// Why giving orders free ids stopped.
@@ -125,37 +180,55 @@ impl From<DbError> for Fill {
     }
 }
 
-fn insert_with_free_id(db: &mut impl Db, order: &Order) -> Result<i64, ApiError> {
+fn insert_with_free_id(db: &mut impl Db, order: &Order) -> Result<i64, StoreError> {
     for _ in 0..FREE_ID_ATTEMPTS {
         match fill_free_ids(db, &[order]) {
             Ok(id) => return Ok(id),
             Err(Fill::Raced) => continue,
-            Err(Fill::Exhausted) => return Err(ids_exhausted()),
-            Err(Fill::Failed(e)) => return Err(failed(db, e, None)),
+            Err(Fill::Exhausted) => return Err(StoreError::IdsExhausted),
+            Err(Fill::Failed(e)) => return Err(failed(db, e)),
         }
     }
-    Err(ids_contended())
+    Err(StoreError::Contended)
 }
 
 /// The batch again, in a new transaction, its orders without an id given free ones.
 /// A race restarts the transaction: inside one, a consistent read keeps seeing the id as free.
-fn insert_all_with_free_ids(db: &mut impl Db, rows: &[&Order]) -> Result<(), ApiError> {
+fn insert_all_with_free_ids(db: &mut impl Db, rows: &[&Order]) -> Result<(), StoreError> {
     let (given, missing): (Vec<&Order>, Vec<&Order>) = rows.iter().partition(|o| o.order_id.is_some());
     for _ in 0..FREE_ID_ATTEMPTS {
-        db.begin().map_err(|e| failed(db, e, None))?;
-        let filled = insert_chunks(db, &given).map_err(Fill::Failed).and_then(|_| fill_free_ids(db, &missing));
-        let fill = match filled {
-            Ok(_) => return db.commit().map_err(|e| failed(db, e, None)),
-            Err(fill) => fill,
+        begin(db)?;
+        let fill = match insert_chunks(db, &given) {
+            Err((at, e)) => {
+                rollback(db);
+                return Err(batch_failed(db, e, &given, at).renumbered(&given, rows));
+            }
+            Ok(()) => match fill_free_ids(db, &missing) {
+                Ok(_) => return commit(db),
+                Err(fill) => fill,
+            },
         };
-        let _ = db.rollback();
+        rollback(db);
         match fill {
             Fill::Raced => continue,
-            Fill::Exhausted => return Err(ids_exhausted()),
-            Fill::Failed(e) => return Err(batch_failed(db, e, rows)),
+            Fill::Exhausted => return Err(StoreError::IdsExhausted),
+            Fill::Failed(e) => return Err(failed(db, e)),
         }
     }
-    Err(ids_contended())
+    Err(StoreError::Contended)
+}
+
+impl StoreError {
+    /// A duplicate's index among `part`, made its index among `whole`.
+    fn renumbered(self, part: &[&Order], whole: &[&Order]) -> Self {
+        match self {
+            StoreError::Duplicate { index: Some(i) } => {
+                let index = whole.iter().position(|o| std::ptr::eq(*o, part[i]));
+                StoreError::Duplicate { index }
+            }
+            other => other,
+        }
+    }
 }
 
 /// Inserts `rows` with free ids (`free_id`), up to `INSERT_ROWS` consecutive ids per
@@ -187,20 +260,29 @@ fn fill_free_ids(db: &mut impl Db, rows: &[&Order]) -> Result<i64, Fill> {
 }
 
 /// Inserts `rows` at the ids from `start`; returns how many went in. When an id in the run is
-/// taken, the rows before it go in alone; a taken `start` that was `known_free` is a race.
+/// taken, the rows before it go in alone; a taken `start` that was `known_free` is a race, and
+/// so is a run refused as a duplicate in which no used id can be seen.
 fn insert_run(db: &mut impl Db, rows: &[&Order], start: i64, known_free: bool) -> Result<usize, Fill> {
-    let error = match insert_rows(db, rows, Some(start)) {
+    match insert_rows(db, rows, Some(start)) {
         Ok(_) => return Ok(rows.len()),
-        Err(e) if e.kind == "duplicate" => e,
+        Err(e) if e.kind == DbErrorKind::Duplicate => {}
         Err(e) => return Err(Fill::Failed(e)),
+    }
+    let last = start + rows.len() as i64 - 1;
+    let taken = match rows.len() {
+        1 => Some(start),
+        _ => {
+            let found = db.query(TAKEN_IN_RUN_SQL, &[Value::from(start), Value::from(last)])?;
+            first_cell(&found).and_then(Value::as_i64)
+        }
     };
-    match duplicate_id(&error) {
+    match taken {
         Some(taken) if taken == start && !known_free => Ok(0),
-        Some(taken) if taken > start && taken < start + rows.len() as i64 => {
+        Some(taken) if taken > start && taken <= last => {
             let free = (taken - start) as usize;
             match insert_rows(db, &rows[..free], Some(start)) {
                 Ok(_) => Ok(free),
-                Err(e) if e.kind == "duplicate" => Err(Fill::Raced),
+                Err(e) if e.kind == DbErrorKind::Duplicate => Err(Fill::Raced),
                 Err(e) => Err(Fill::Failed(e)),
             }
         }
@@ -259,53 +341,49 @@ fn first_cell(rows: &[Vec<Value>]) -> Option<&Value> {
     rows.first().and_then(|row| row.first())
 }
 
-fn ids_exhausted() -> ApiError {
-    ApiError::field(409, "order_ids_exhausted", "order_id", "cannot be assigned: every order_id from 1 to 2147483647 is used")
-}
-
-/// Other requests kept taking the free ids this one found.
-fn ids_contended() -> ApiError {
-    ApiError::new(409, "order_busy", "other requests took the free order_ids first; try again").retry_after(1)
-}
-
-/// A batch's failure, naming the entry whose id was a duplicate.
-fn batch_failed(db: &mut impl Db, error: DbError, rows: &[&Order]) -> ApiError {
-    let field = duplicate_in_batch(&error, rows);
-    failed(db, error, Some(field.as_deref().unwrap_or("order_id")))
-}
-
-/// Names the batch entry whose id the database reported as a duplicate.
-fn duplicate_in_batch(error: &DbError, rows: &[&Order]) -> Option<String> {
-    if error.kind != "duplicate" {
-        return None;
+/// A batch's failure; a duplicate names the entry whose id is used, when the chunk that failed
+/// (`rows[at..]`, up to `INSERT_ROWS` of them) shows one: the first of its ids that a query
+/// finds used, in the batch's order. The transaction is rolled back by then.
+fn batch_failed(db: &mut impl Db, error: DbError, rows: &[&Order], at: usize) -> StoreError {
+    if error.kind != DbErrorKind::Duplicate {
+        return failed(db, error);
     }
-    let id = duplicate_id(error)?;
-    let index = rows.iter().position(|o| o.order_id == Some(id))?;
-    Some(format!("[{}].order_id", index))
+    let chunk = &rows[at..rows.len().min(at + INSERT_ROWS)];
+    let ids: Vec<Value> = chunk.iter().filter_map(|o| o.order_id).map(Value::from).collect();
+    if ids.is_empty() {
+        return StoreError::Duplicate { index: None };
+    }
+    let sql = format!("SELECT order_id FROM orders WHERE order_id IN ({})", vec!["?"; ids.len()].join(", "));
+    let used: Vec<i64> = match db.query(&sql, &ids) {
+        Ok(found) => found.iter().filter_map(|row| row.first().and_then(Value::as_i64)).collect(),
+        Err(e) => return failed(db, e),
+    };
+    let index = chunk.iter().position(|o| o.order_id.map_or(false, |id| used.contains(&id)));
+    StoreError::Duplicate { index: index.map(|i| at + i) }
 }
 
 /// Replaces the order with `order.order_id`; false when there is none.
-pub fn update(db: &mut impl Db, order: &Order) -> Result<bool, ApiError> {
+pub fn update(db: &mut impl Db, order: &Order) -> Result<bool, StoreError> {
     let mut params = Vec::with_capacity(7);
     params_of(order, order.order_id, &mut params);
     params.rotate_left(1); // the id goes last, in the WHERE clause
     let sql = "UPDATE orders SET product_id = ?, quantity = ?, amount = ?, shipping = ?, tax = ?, \
                shipping_address = ? WHERE order_id = ?";
-    let done = db.execute(sql, &params).map_err(|e| failed(db, e, None))?;
+    let done = db.execute(sql, &params).map_err(|e| failed(db, e))?;
     Ok(done.rows_affected > 0)
 }
 
 /// Deletes one order; false when there is none.
-pub fn delete(db: &mut impl Db, id: i64) -> Result<bool, ApiError> {
-    let done = db.execute("DELETE FROM orders WHERE order_id = ?", &[Value::from(id)]).map_err(|e| failed(db, e, None))?;
+pub fn delete(db: &mut impl Db, id: i64) -> Result<bool, StoreError> {
+    let done = db.execute("DELETE FROM orders WHERE order_id = ?", &[Value::from(id)]).map_err(|e| failed(db, e))?;
     Ok(done.rows_affected > 0)
 }
 
 /// One order, locked for the rest of the transaction when `for_update`.
-pub fn get(db: &mut impl Db, id: i64, for_update: bool) -> Result<Option<Order>, ApiError> {
+pub fn get(db: &mut impl Db, id: i64, for_update: bool) -> Result<Option<Order>, StoreError> {
     let lock = if for_update { " FOR UPDATE" } else { "" };
     let sql = format!("SELECT {} FROM orders WHERE order_id = ?{}", ROW_JSON, lock);
-    let rows = db.query_json(&sql, &[Value::from(id)]).map_err(|e| failed(db, e, None))?;
+    let rows = db.query_json(&sql, &[Value::from(id)]).map_err(|e| failed(db, e))?;
     match rows.first() {
         None => Ok(None),
         Some(row) => Ok(Some(read_row(db, row)?)),
@@ -313,57 +391,34 @@ pub fn get(db: &mut impl Db, id: i64, for_update: bool) -> Result<Option<Order>,
 }
 
 /// Orders by id, `limit` of them after skipping `offset`.
-pub fn page(db: &mut impl Db, limit: u64, offset: u64) -> Result<Vec<Order>, ApiError> {
+pub fn page(db: &mut impl Db, limit: u64, offset: u64) -> Result<Vec<Order>, StoreError> {
     let sql = format!("SELECT {} FROM orders ORDER BY order_id LIMIT ? OFFSET ?", ROW_JSON);
     read_orders(db, &sql, &[Value::from(limit), Value::from(offset)])
 }
 
 /// The next `PAGE_ROWS` orders by id after the id `after` (keyset paging: each page costs the
 /// same however far in it is).
-pub fn page_after(db: &mut impl Db, after: i64) -> Result<Vec<Order>, ApiError> {
+pub fn page_after(db: &mut impl Db, after: i64) -> Result<Vec<Order>, StoreError> {
     let sql = format!("SELECT {} FROM orders WHERE order_id > ? ORDER BY order_id LIMIT ?", ROW_JSON);
     read_orders(db, &sql, &[Value::from(after), Value::from(PAGE_ROWS)])
 }
 
-fn read_orders(db: &mut impl Db, sql: &str, params: &[Value]) -> Result<Vec<Order>, ApiError> {
-    let rows = db.query_json(sql, params).map_err(|e| failed(db, e, None))?;
+fn read_orders(db: &mut impl Db, sql: &str, params: &[Value]) -> Result<Vec<Order>, StoreError> {
+    let rows = db.query_json(sql, params).map_err(|e| failed(db, e))?;
     rows.iter().map(|row| read_row(db, row)).collect()
 }
 
-pub fn count(db: &mut impl Db) -> Result<u64, ApiError> {
-    let rows = db.query("SELECT COUNT(*) FROM orders", &[]).map_err(|e| failed(db, e, None))?;
+pub fn count(db: &mut impl Db) -> Result<u64, StoreError> {
+    let rows = db.query("SELECT COUNT(*) FROM orders", &[]).map_err(|e| failed(db, e))?;
     first_cell(&rows).and_then(Value::as_u64).ok_or_else(|| unreadable(db, "COUNT(*)"))
 }
 
-pub fn reset(db: &mut impl Db) -> Result<(), ApiError> {
-    db.execute("TRUNCATE TABLE orders", &[]).map_err(|e| failed(db, e, None))?;
+pub fn reset(db: &mut impl Db) -> Result<(), StoreError> {
+    db.execute("TRUNCATE TABLE orders", &[]).map_err(|e| failed(db, e))?;
     db.log(LogLevel::Info, "orders table emptied by /init (ORDERS_ALLOW_RESET is on)");
     Ok(())
 }
 
-fn read_row(db: &mut impl Db, row: &[Value]) -> Result<Order, ApiError> {
+fn read_row(db: &mut impl Db, row: &[Value]) -> Result<Order, StoreError> {
     Order::from_row(row).ok_or_else(|| unreadable(db, &format!("{:?}", row)))
-}
-
-fn unreadable(db: &mut impl Db, what: &str) -> ApiError {
-    db.log(LogLevel::Error, &format!("unexpected result from the database: {}", what));
-    ApiError::new(500, "database_error", "the database returned a result the service cannot read")
-}
-
-/// Maps a failed statement to the client's answer; details of internal errors go to the log only.
-pub fn failed(db: &mut impl Db, error: DbError, duplicate_field: Option<&str>) -> ApiError {
-    match error.kind.as_str() {
-        "duplicate" => ApiError::field(409, "duplicate_order_id", duplicate_field.unwrap_or("order_id"), "is already used by another order"),
-        // Only ids the database assigns can overflow, and `insert` handles those: every value
-        // the guest sends is range-checked.
-        "out_of_range" => ids_exhausted(),
-        // A lock wait timeout or a deadlock: the host rolled the transaction back.
-        "conflict" => ApiError::new(409, "order_busy", "the order is being changed by another request; try again").retry_after(1),
-        "timeout" => ApiError::new(503, "database_timeout", "the database did not answer in time; try again shortly").retry_after(1),
-        "unavailable" => ApiError::new(503, "database_unavailable", "the database is unavailable; try again shortly"),
-        _ => {
-            db.log(LogLevel::Error, &format!("database error {}: {}", error.code, error.message));
-            ApiError::new(500, "database_error", "the database refused the statement")
-        }
-    }
 }

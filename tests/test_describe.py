@@ -1,0 +1,116 @@
+"""The guest's description of itself (guest/ABI.md, "Description"): the built guest says what
+guest/abi/describe.json holds, and its schemas accept exactly what the guest accepts at the edges."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from service import Guest, load_engine
+from service._guest import DEFAULT_MODULE
+
+from .conftest import ENGINES, ROOT
+
+SNAPSHOT = ROOT / "guest" / "abi" / "describe.json"
+MAX_INT = 2_147_483_647
+
+
+def described(path: Path = SNAPSHOT) -> Any:
+    # Decimals, so that `multipleOf: 0.01` and the money maximum are compared exactly.
+    return json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
+
+
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_the_built_guest_describes_itself_as_the_snapshot_says(engine_name: str) -> None:
+    guest = Guest(load_engine(engine_name), DEFAULT_MODULE.read_bytes(), pool_max=1)
+    raw = guest._idle[0][0].raw
+    packed = raw.export("describe")() & 0xFFFFFFFFFFFFFFFF
+    document = raw.read(packed >> 32, packed & 0xFFFFFFFF)
+    assert b"\n" not in document
+    assert json.loads(document, parse_float=Decimal) == described()
+    again = raw.export("describe")() & 0xFFFFFFFFFFFFFFFF
+    assert raw.read(again >> 32, again & 0xFFFFFFFF) == document
+
+
+def test_the_description_lists_every_route_the_host_serves() -> None:
+    routes = {route["path"]: (route["api"], route["methods"]) for route in described()["routes"]}
+    assert routes["/api/orders/{order_id}"] == ("rest", {"GET": "get", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"})
+    assert routes["/delete_order"] == ("legacy", {"GET": "delete_order"})
+    operations = described()["operations"]
+    assert operations["delete_order"]["changes"] is True and operations["orders"]["changes"] is False
+    assert "order_not_found" in operations["get"]["errors"]
+    assert described()["errors"]["order_not_found"]["status"] == 404
+
+
+def _schema(name: str) -> Draft202012Validator:
+    root = {"components": {"schemas": described()["schemas"]}}
+    return Draft202012Validator({**root, "$ref": f"#/components/schemas/{name}"})
+
+
+ORDER = {"product_id": 12, "quantity": 2, "amount": 19.99, "shipping": 15, "tax": 2, "shipping_address": "Mataderos 2312"}
+ADDRESS = "é" * 256
+# (field, value as JSON text): at the edges of every rule.
+CASES = [
+    ("amount", "9999999999.99"),
+    ("amount", "10000000000"),
+    ("amount", "9999999999.991"),
+    ("amount", "0.001"),
+    ("amount", "0.01"),
+    ("amount", "1e2"),
+    ("amount", "1.5e-1"),
+    ("amount", "1.55e-1"),
+    ("amount", "-0.0"),
+    ("amount", "-0.01"),
+    ("quantity", str(MAX_INT)),
+    ("quantity", str(MAX_INT + 1)),
+    ("quantity", "0"),
+    ("order_id", "null"),
+    ("order_id", "1"),
+    ("order_id", "0"),
+    ("shipping_address", json.dumps(ADDRESS)),
+    ("shipping_address", json.dumps(ADDRESS + "a")),
+    ("shipping_address", json.dumps(" \t" + ADDRESS + "\u3000\n")),
+    ("shipping_address", json.dumps(" \t" + ADDRESS + "a\u3000\n")),
+    ("shipping_address", json.dumps("a")),
+    ("shipping_address", json.dumps("ab")),
+    ("shipping_address", json.dumps(" a ")),
+    ("shipping_address", json.dumps(" ")),
+    ("shipping_address", json.dumps("")),
+    ("shipping_address", json.dumps("\u2028\u00a0")),
+    ("shipping_address", json.dumps("a\u0000b")),
+    ("shipping_address", json.dumps("a\u0085")),
+    ("shipping_address", json.dumps("a\u0085b")),
+    ("shipping_address", json.dumps("a\tb")),
+    ("shipping_address", json.dumps("\ufeffa")),
+    ("shipping_address", json.dumps("a \u200b")),
+    ("colour", json.dumps("red")),
+]
+
+
+async def _created(guest: Guest, body: bytes) -> int:
+    async def host_call(operation: str, payload: bytes) -> bytes:
+        return b'{"rows_affected":1,"last_insert_id":5}'
+
+    head = b'{"op":"create","query":{},"path":{},"content_type":"application/json","allow_reset":false}\n'
+    response = await guest.invoke(head + body, host_call, lambda *_: None)
+    assert response.status in (201, 422), response.body
+    return response.status
+
+
+def test_the_schema_accepts_what_the_guest_accepts() -> None:
+    guest = Guest(load_engine(ENGINES[0]), DEFAULT_MODULE.read_bytes(), pool_max=1)
+    validator = _schema("NewOrder")
+    accepted = 0
+    for field, value in CASES:
+        text = json.dumps({**ORDER, field: "@"}).replace('"@"', value)
+        by_schema = validator.is_valid(json.loads(text, parse_float=Decimal))
+        by_guest = asyncio.run(_created(guest, text.encode())) == 201
+        assert by_schema == by_guest, (field, value, by_schema, by_guest)
+        accepted += by_guest
+    assert 0 < accepted < len(CASES)
