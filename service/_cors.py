@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._description import GuestRoute
 from ._http import is_rest
 
 # The original answers every response with these, so a page from another origin works.
@@ -25,16 +27,26 @@ REST_CORS_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
 ]
 
-HeadersFor = Callable[[str], list[tuple[bytes, bytes]]]
+HeadersFor = Callable[[Scope], list[tuple[bytes, bytes]]]
 
 
-def cors_headers(path: str) -> list[tuple[bytes, bytes]]:
-    """The CORS headers every response on `path` carries, errors included, as the original's do."""
-    return REST_CORS_HEADERS if is_rest(path) else CORS_HEADERS
+def cors_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The CORS headers every response to this request carries, errors included: the original's
+    on its routes; on a REST route of the guest, the methods the guest's description gives it."""
+    route = scope.get("route")
+    if isinstance(route, GuestRoute):
+        return CORS_HEADERS if route.api == "legacy" else _rest_headers(", ".join([*route.methods, "OPTIONS"]))
+    return REST_CORS_HEADERS if is_rest(scope["path"]) else CORS_HEADERS
+
+
+@functools.lru_cache(maxsize=256)
+def _rest_headers(methods: str) -> list[tuple[bytes, bytes]]:
+    method_header = b"access-control-allow-methods"
+    return [(name, methods.encode() if name == method_header else value) for name, value in REST_CORS_HEADERS]
 
 
 class Cors:
-    """Adds `headers_for(path)` to every HTTP answer (it reads the raw scope: it runs on every one)."""
+    """Adds `headers_for(scope)` to every HTTP answer (it reads the raw scope: it runs on every one)."""
 
     def __init__(self, app: ASGIApp, headers_for: HeadersFor = cors_headers) -> None:
         self.app = app
@@ -44,11 +56,10 @@ class Cors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = self.headers_for(scope["path"])
 
         async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
+            if message["type"] == "http.response.start":  # the router has matched by now
+                message["headers"] = [*message.get("headers", ()), *self.headers_for(scope)]
             await send(message)
 
         await self.app(scope, receive, send_with_cors)

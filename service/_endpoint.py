@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 from ._abi import GuestResponse, encode_request
 from ._answers import send_answer, send_whole
 from ._deadline import deadline
+from ._description import GuestRoute
 from ._errors import GuestFault, LimitExceeded
 from ._exchange import Exchange, current_exchange
 from ._hostfuncs import HostSession
@@ -26,33 +27,26 @@ Before = Callable[[Runtime], Awaitable[None]]
 
 
 class GuestEndpoint:
-    """An ASGI endpoint that hands the request, by method, to a guest operation.
+    """The ASGI endpoint of every guest route (`GuestRoutes` puts the matched GuestRoute in the
+    scope): hands the request, by method, to the route's guest operation.
 
     Every order request passes through here, so it reads the raw ASGI scope and sends the
     response itself rather than building Starlette's Request and Response for it; errors it
     raises reach the app's exception handlers as any route's do.
     """
 
-    def __init__(
-        self,
-        operations: dict[str, str],
-        preflight_status: int,
-        *,
-        no_head: frozenset[str] = frozenset(),
-        before: Mapping[str, Before] | None = None,
-    ) -> None:
-        self.operations = operations
-        self.preflight_status = preflight_status
-        #: operations that change data: HEAD must not run them (it answers 405)
-        self.no_head = no_head
+    __name__ = "guest"
+
+    def __init__(self, *, before: Mapping[str, Before] | None = None) -> None:
         self.before = before or {}
-        self.__name__ = "_".join(operations.values())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route: GuestRoute = scope["route"]
         if scope["method"] == "OPTIONS":
-            await send_whole(send, self.preflight_status, [], b"")
+            # The original answered its preflights 200; the REST API answers 204, no body.
+            await send_whole(send, 204 if route.api == "rest" else 200, [], b"")
             return
-        operation = self._operation(scope["method"])
+        operation = _operation(route, scope["method"])
         runtime: Runtime = scope["app"].state.runtime
         request = await read_request(scope, receive, operation, runtime.settings)
         before = self.before.get(operation)
@@ -63,12 +57,17 @@ class GuestEndpoint:
         if answer is not None:
             await send_answer(runtime, send, answer, engine)
 
-    def _operation(self, method: str) -> str:
-        operation = self.operations["GET" if method == "HEAD" else method]
-        if method == "HEAD" and operation in self.no_head:
-            allow = ", ".join([*self.operations, "OPTIONS"])
-            raise HTTPException(405, headers={"Allow": allow})
-        return operation
+
+def _operation(route: GuestRoute, method: str) -> str:
+    """The operation `method` runs on `route`; 405 with Allow for a method it does not take, and
+    for HEAD where GET changes data."""
+    operation = route.methods.get("GET" if method == "HEAD" else method)
+    if operation is None or (method == "HEAD" and operation in route.changing):
+        allowed = [*route.methods]
+        if "GET" in route.methods and route.methods["GET"] not in route.changing:
+            allowed.append("HEAD")
+        raise HTTPException(405, headers={"Allow": ", ".join([*allowed, "OPTIONS"])})
+    return operation
 
 
 async def read_request(scope: Scope, receive: Receive, operation: str, settings: Settings) -> bytes:

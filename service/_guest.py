@@ -9,6 +9,7 @@ from pathlib import Path
 from ._abi import ABI_VERSION as ABI_VERSION  # noqa: F401 (service/__init__.py imports it from here)
 from ._abi import GuestResponse
 from ._database import deadline
+from ._description import read_description
 from ._engine import CompiledModule, Engine
 from ._errors import GuestFault, GuestLoadError, LimitExceeded
 from ._guest_imports import Charged, HostCall, Invocation, LogSink
@@ -53,6 +54,15 @@ class Guest:
             first = self._pool.new_instance()
         except GuestFault as e:
             raise GuestLoadError(f"{name} failed while starting: {e}") from None
+        try:
+            #: what the guest says of itself: its routes, operations, errors and schemas
+            self.description = read_description(first.describe(), name)
+        except GuestFault as e:
+            first.close()
+            raise GuestLoadError(f"{name} failed while describing itself: {e}") from None
+        except GuestLoadError:
+            first.close()
+            raise
         self._pool.start(first)
 
     @classmethod

@@ -15,7 +15,7 @@ from http import HTTPStatus
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from ._errors import LimitExceeded, ServiceError
 
@@ -45,9 +45,21 @@ def is_rest(path: str) -> bool:
     return path.startswith("/api/") or path in _NEW_PATHS
 
 
+#: Where the matched guest route's API (`legacy` or `rest`, from the guest's description) is
+#: noted in the scope: the shape of the host's own errors on that route.
+API_KEY = "service.api"
+
+
+def is_rest_scope(scope: Scope) -> bool:
+    """Whether answers to this request take the REST API's shape: as the guest's description
+    says for its routes, by path for the rest."""
+    api = scope.get(API_KEY)
+    return api == "rest" if api is not None else is_rest(scope["path"])
+
+
 def error_response(request: Request, status: int, code: str, message: str, **extra: str) -> Response:
     """An error the host answers itself, in the shape of the API the path belongs to."""
-    if is_rest(request.url.path):
+    if is_rest_scope(request.scope):
         problem: dict[str, object] = {
             "type": f"urn:problem-type:orders:{code.replace('_', '-')}",
             "title": HTTPStatus(status).phrase,

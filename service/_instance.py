@@ -15,6 +15,7 @@ import time
 from typing import Protocol
 
 from ._abi import ABI_VERSION, GuestResponse, decode_response
+from ._description import MAX_DESCRIPTION_BYTES
 from ._engine import CompiledModule, Export, Instance, InstanceLimits
 from ._errors import GuestFault, GuestLoadError, LimitExceeded
 from ._guest_imports import Bridge, Invocation, host_functions
@@ -82,6 +83,17 @@ class GuestInstance:
             self.close()
             raise
         self.memory = self.raw.memory_size()
+
+    def describe(self) -> bytes:
+        """What the guest's `describe` returns (guest/ABI.md, "Description"), read on a time
+        budget of its own; raises GuestFault, LimitExceeded, or GuestLoadError when too long."""
+        setup = Invocation(_no_host_call, _no_log, self._guest.limits)
+        packed = self._enter(setup, self.raw.export("describe")) & 0xFFFFFFFFFFFFFFFF
+        ptr, length = packed >> 32, packed & 0xFFFFFFFF
+        if length > MAX_DESCRIPTION_BYTES:  # before copying it out
+            raise GuestLoadError(f"{self._guest.name} describes itself in {length} bytes, more than {MAX_DESCRIPTION_BYTES}")
+        self.raw.check(ptr, length)
+        return self.raw.read(ptr, length)
 
     @property
     def closed(self) -> bool:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from ._endpoint import Before, GuestEndpoint
 from ._errors import DatabaseError
-from ._http import error_response
+from ._http import API_KEY, error_response
 from ._lifespan import Runtime
 from ._openapi import openapi_document
 from ._resources import project_dir
@@ -17,22 +18,27 @@ from ._resources import project_dir
 INDEX_TEXT = "The valid endpoints are /init /create_order /create_orders /update_order /orders /delete_order"
 STATIC_DIR = project_dir("static")
 
-# (path, methods, guest operation): the original's routes, then the REST API.
-GUEST_ROUTES: list[tuple[str, list[str], str]] = [
-    ("/init", ["GET"], "init"),
-    ("/create_order", ["POST"], "create_order"),
-    ("/create_orders", ["POST"], "create_orders"),
-    ("/orders", ["GET"], "orders"),
-    ("/update_order", ["POST"], "update_order"),
-    ("/delete_order", ["GET"], "delete_order"),
-    ("/echo", ["POST"], "echo"),
-]
-REST_ROUTES: list[tuple[str, dict[str, str]]] = [
-    ("/api/orders", {"GET": "list", "POST": "create"}),
-    ("/api/orders/{order_id}", {"GET": "get", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}),
-]
-# The original's GET routes that change data: HEAD must not run them (it answers 405).
-CHANGING_GET_OPERATIONS = frozenset({"init", "delete_order"})
+
+class GuestRoutes(BaseRoute):
+    """Every route the loaded guest describes (guest/ABI.md, "Description"), matched on each
+    request against the guest that is loaded then, so a guest reloaded by SIGHUP brings its own
+    routes. A path the guest has matches whatever the method: the endpoint answers 405 itself."""
+
+    def __init__(self, endpoint: GuestEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        runtime: Runtime = scope["app"].state.runtime
+        found = runtime.guest.description.route_for(scope["path"])
+        if found is None:
+            return Match.NONE, {}
+        route, params = found
+        return Match.FULL, {"endpoint": self.endpoint, "path_params": params, "route": route, API_KEY: route.api}
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.endpoint(scope, receive, send)
 
 
 async def apply_schema(runtime: Runtime) -> None:
@@ -57,7 +63,8 @@ async def index(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(openapi_document())
+    runtime: Runtime = request.app.state.runtime
+    return JSONResponse(openapi_document(runtime.guest.description))
 
 
 async def healthz(request: Request) -> Response:
@@ -83,14 +90,8 @@ async def metrics(request: Request) -> Response:
 
 
 def build_routes() -> list[BaseRoute]:
-    # The order routes first: the router tries routes in turn, on every request.
-    routes: list[BaseRoute] = []
-    for path, by_method in REST_ROUTES:
-        endpoint = GuestEndpoint(by_method, 204, no_head=CHANGING_GET_OPERATIONS, before=BEFORE)
-        routes.append(Route(path, endpoint, methods=[*by_method, "OPTIONS"]))
-    for path, methods, operation in GUEST_ROUTES:
-        endpoint = GuestEndpoint({m: operation for m in methods}, 200, no_head=CHANGING_GET_OPERATIONS, before=BEFORE)
-        routes.append(Route(path, endpoint, methods=[*methods, "OPTIONS"]))
+    # The guest's routes first: the router tries routes in turn, on every request.
+    routes: list[BaseRoute] = [GuestRoutes(GuestEndpoint(before=BEFORE))]
     routes += [
         Route("/", index, methods=["GET", "OPTIONS"]),
         Route("/openapi.json", openapi, methods=["GET"]),

@@ -24,9 +24,19 @@ CAPABILITY = Capability.from_schema_file(ROOT / "sql" / "schema.sql")
 
 T = TypeVar("T")
 OK_RESPONSE = '{"status":200,"content_type":"application/json","headers":[]}\n{"status":true}'
-# What a test guest says of itself from `describe`: no routes (guest/ABI.md, "Description").
-DESCRIPTION = '{"abi_version":4,"routes":[],"operations":{},"errors":{},"error_shapes":{},"schemas":{}}'
-DESCRIPTION_AT = 3072
+
+
+def _routes_of_the_orders_guest() -> str:
+    """What a test guest says of itself from `describe` (guest/ABI.md, "Description"): the
+    orders guest's routes and operations, without their schemas, so the service routes the
+    same requests to it."""
+    real = json.loads((ROOT / "guest" / "abi" / "describe.json").read_text())
+    operations = {name: {"api": spec["api"], "changes": spec["changes"]} for name, spec in real["operations"].items()}
+    return json.dumps({"abi_version": 4, "routes": real["routes"], "operations": operations}, separators=(",", ":"))
+
+
+DESCRIPTION = _routes_of_the_orders_guest()
+DESCRIPTION_AT = 57344  # up to the heap, at 65536
 INSERT = json.dumps(
     {
         "sql": "INSERT INTO orders (product_id, quantity, amount, shipping, tax, shipping_address) VALUES (?, 1, 1, 1, 1, ?)",
@@ -45,7 +55,9 @@ def wat_string(text: str) -> str:
     return '"' + "".join(f"\\{b:02x}" for b in text.encode()) + '"'
 
 
-def wat_guest(handle_body: str, *, abi: int = 4, extra: str = "", data: str = OK_RESPONSE) -> str:
+def wat_guest(
+    handle_body: str, *, abi: int = 4, extra: str = "", data: str = OK_RESPONSE, description: str = DESCRIPTION
+) -> str:
     """A minimal guest of ABI version 4 (guest/ABI.md): bump allocator, a response at 1024, a
     statement at 4096. `handle_body` is the body of `$serve (param $ptr i32) (param $len i32)
     (result i64)`; it makes database calls with `$db_query` / `$db_execute` (ptr, len) and
@@ -73,7 +85,7 @@ def wat_guest(handle_body: str, *, abi: int = 4, extra: str = "", data: str = OK
   (global $request_len (mut i32) (i32.const 0))
   (data (i32.const 1024) {wat_string(data)})
   (data (i32.const 4096) {wat_string(INSERT)})
-  (data (i32.const {DESCRIPTION_AT}) {wat_string(DESCRIPTION)})
+  (data (i32.const {DESCRIPTION_AT}) {wat_string(description)})
   (func (export "abi_version") (result i32) (i32.const {abi}))
   (func $alloc (export "alloc") (param $n i32) (result i32) (local $p i32)
     (local.set $p (global.get $heap))
@@ -86,7 +98,7 @@ def wat_guest(handle_body: str, *, abi: int = 4, extra: str = "", data: str = OK
   (func (export "inbox") (result i64)
     (i64.const {(INBOX << 32) | INBOX_BYTES}))
   (func (export "describe") (result i64)
-    (i64.const {(DESCRIPTION_AT << 32) | len(DESCRIPTION)}))
+    (i64.const {(DESCRIPTION_AT << 32) | len(description.encode())}))
   (func $handle (export "handle") (param $ptr i32) (param $len i32) (result i64)
     (global.set $request_ptr (local.get $ptr))
     (global.set $request_len (local.get $len))

@@ -108,6 +108,11 @@ fn order_schema(required: &[&str], id_nullable: bool) -> Value {
     json!({ "type": "object", "additionalProperties": false, "required": required, "properties": properties })
 }
 
+fn without_id(mut schema: Value) -> Value {
+    schema["properties"].as_object_mut().expect("an object schema").remove("order_id");
+    schema
+}
+
 fn schemas() -> Value {
     let field_error = json!({
         "type": "object",
@@ -116,10 +121,17 @@ fn schemas() -> Value {
     });
     let mut new_order = order_schema(&FIELDS[1..], true);
     new_order["description"] = json!("order_id may be left out: the database picks one");
+    // On /api/orders/{order_id} the id is the path's: a body may repeat it, never change it,
+    // which a schema cannot say of two places; so these leave it out.
+    let mut replacement = without_id(order_schema(&FIELDS[1..], false));
+    replacement["description"] = json!("the order_id is the path's (the body may repeat it, equal)");
+    let mut patch = without_id(order_schema(&[], false));
+    patch["description"] = json!("the fields to change; the order_id is the path's (the body may repeat it, equal)");
     json!({
         "Order": order_schema(&FIELDS, false),
         "NewOrder": new_order,
-        "OrderPatch": order_schema(&[], false),
+        "OrderReplacement": replacement,
+        "OrderPatch": patch,
         "OrderPage": {
             "type": "object",
             "required": ["items", "total", "limit", "offset"],
@@ -315,7 +327,7 @@ fn operations() -> Vec<Operation> {
             summary: "Replace an order (every field)",
             changes: true,
             parameters: vec![id_in("path", "order_id")],
-            body: Some(body(schema_ref("NewOrder"), &[JSON])),
+            body: Some(body(schema_ref("OrderReplacement"), &[JSON])),
             answers: vec![(200, "The stored order", order(), none.clone())],
             errors: &[MalformedJson, UnsupportedMediaType, InvalidOrder, OrderNotFound, OrderBusy, DatabaseError, DatabaseTimeout, DatabaseUnavailable],
         },

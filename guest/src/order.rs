@@ -233,30 +233,71 @@ pub fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-/// A positive INT: 1 to 2147483647.
+/// A positive INT: 1 to 2147483647. Any JSON number with a whole value counts (2, 2.0, 25e-1 is
+/// not, 2.5e1 is), as JSON Schema's `integer` counts it.
 fn int_field(value: Option<&Value>, place: Place, field: &str, errors: &mut FieldErrors) -> Option<i64> {
     let message = match value {
         None => "is required",
-        Some(Value::Number(n)) => {
-            // The exact text: 2.0 and 1e3 are not whole numbers as far as an INT field is concerned.
-            let text = n.to_string();
-            let digits = text.strip_prefix('-').unwrap_or(&text);
-            if !digits.bytes().all(|b| b.is_ascii_digit()) {
-                "must be a whole number"
-            } else if text.starts_with('-') {
-                "must be at least 1"
-            } else {
-                match text.parse::<i64>() {
-                    Ok(v) if (1..=MAX_INT).contains(&v) => return Some(v),
-                    Ok(0) => "must be at least 1",
-                    _ => "must be at most 2147483647",
-                }
-            }
-        }
+        Some(Value::Number(n)) => match whole_number(&n.to_string()) {
+            None => "must be a whole number",
+            Some(Whole::Negative) => "must be at least 1",
+            Some(Whole::Huge) => "must be at most 2147483647",
+            Some(Whole::Digits(digits)) => match digits.parse::<i64>() {
+                Ok(v) if (1..=MAX_INT).contains(&v) => return Some(v),
+                Ok(0) => "must be at least 1",
+                _ => "must be at most 2147483647",
+            },
+        },
         Some(other) => return push_type_error(place, field, "a whole number", other, errors),
     };
     errors.add(|| FieldError::new(place.name(field), message));
     None
+}
+
+/// What a whole JSON number is, read from its exact text.
+#[derive(Debug, PartialEq)]
+enum Whole {
+    /// below zero
+    Negative,
+    /// more than twenty digits long
+    Huge,
+    /// zero or more, in decimal digits without leading zeros
+    Digits(String),
+}
+
+/// The whole number a JSON number's text says (`2.0`, `1e3`, `2.50e1`), or None when it has a
+/// fraction. Linear in the text: an exponent is never expanded past twenty digits.
+fn whole_number(text: &str) -> Option<Whole> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(|c| c == 'e' || c == 'E') {
+        // An exponent too long for an i64 is as good as infinite, either way.
+        Some((mantissa, exp)) => (mantissa, exp.parse::<i64>().unwrap_or(if exp.starts_with('-') { i64::MIN } else { i64::MAX })),
+        None => (unsigned, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: String = int.chars().chain(frac.chars()).collect();
+    let first = match digits.find(|c| c != '0') {
+        None => return Some(Whole::Digits("0".into())), // zero, however written
+        Some(first) => first,
+    };
+    // Where the decimal point falls in `digits`, after the exponent.
+    let point = (int.len() as i64).saturating_add(exponent);
+    if point <= first as i64 || digits[point.min(digits.len() as i64) as usize..].bytes().any(|b| b != b'0') {
+        return None; // a fraction is left
+    }
+    if negative {
+        return Some(Whole::Negative);
+    }
+    let length = point - first as i64;
+    if length > 20 {
+        return Some(Whole::Huge);
+    }
+    let mut whole: String = digits[first..(point as usize).min(digits.len())].into();
+    whole.extend(std::iter::repeat('0').take((point as usize).saturating_sub(digits.len())));
+    Some(Whole::Digits(whole))
 }
 
 fn money_field(obj: &Map<String, Value>, place: Place, field: &str, errors: &mut FieldErrors) -> Option<i64> {
@@ -416,13 +457,32 @@ mod tests {
             ("99999999999999999999", "must be at most 2147483647"),
             ("-99999999999999999999", "must be at least 1"),
             ("2.5", "must be a whole number"),
-            ("2.0", "must be a whole number"),
+            ("25e-1", "must be a whole number"),
+            ("1e-400", "must be a whole number"),
+            ("3e400", "must be at most 2147483647"),
+            ("-2.0", "must be at least 1"),
+            ("0.0", "must be at least 1"),
+            ("0e7", "must be at least 1"),
+            ("21474836.48e2", "must be at most 2147483647"),
         ] {
             let mut v = sample();
             v["quantity"] = serde_json::from_str(text).unwrap();
             let errors = parse_order(&v, IdRule::Required).unwrap_err();
             assert_eq!(errors.listed(), [FieldError::new("quantity", message)], "{}", text);
         }
+    }
+
+    #[test]
+    fn whole_numbers_are_read_however_written() {
+        let cases = [("2.0", 2), ("2.000", 2), ("1e3", 1000), ("2.50e1", 25), ("1E+2", 100), ("2147483647.0", 2147483647), ("0.05e2", 5)];
+        for (text, value) in cases {
+            let mut v = sample();
+            v["quantity"] = serde_json::from_str(text).unwrap();
+            assert_eq!(parse_order(&v, IdRule::Required).unwrap().quantity, value, "{}", text);
+        }
+        assert_eq!(whole_number("00012.000"), Some(Whole::Digits("12".into())));
+        assert_eq!(whole_number("1e25"), Some(Whole::Huge));
+        assert_eq!(whole_number("12.5e0"), None);
     }
 
     #[test]

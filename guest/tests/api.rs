@@ -561,9 +561,11 @@ fn a_number_of_1_mib_in_any_field_is_refused_in_one_pass() {
         ("amount", format!("0.{}1e{}", zeros, MIB + 1), ""),
         ("quantity", ones.clone(), "must be at most 2147483647"),
         ("quantity", format!("-{}", ones), "must be at least 1"),
-        ("product_id", format!("1.{}", zeros), "must be a whole number"),
+        ("product_id", format!("1.{}1", zeros), "must be a whole number"),
+        ("product_id", format!("0.{}e{}", ones, MIB - 1), "must be a whole number"),
         ("order_id", format!("1{}", zeros), "must be at most 2147483647"),
-        ("order_id", format!("1e{}", ones), "must be a whole number"),
+        ("order_id", format!("1e{}", ones), "must be at most 2147483647"),
+        ("order_id", format!("1e-{}", ones), "must be a whole number"),
     ];
     for (field, number, message) in cases {
         let mut body = ORDER.to_string();
