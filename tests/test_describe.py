@@ -4,13 +4,14 @@ guest/abi/describe.json holds, and its schemas accept exactly what the guest acc
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 
 from service import Guest, load_engine
 from service._guest import DEFAULT_MODULE
@@ -45,9 +46,22 @@ def test_the_description_lists_every_route_the_host_serves() -> None:
     assert described()["errors"]["order_not_found"]["status"] == 404
 
 
-def _schema(name: str) -> Draft202012Validator:
+def _integer(checker: Any, instance: Any) -> bool:
+    """JSON Schema's integer: any number with a zero fractional part (2.0 too), read as a Decimal."""
+    if isinstance(instance, Decimal):
+        return instance == instance.to_integral_value()
+    return bool(Draft202012Validator.TYPE_CHECKER.is_type(instance, "integer"))
+
+
+# Numbers are read as Decimals (exact), which the stock checker does not count as integers.
+DecimalValidator = validators.extend(
+    Draft202012Validator, type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _integer)
+)
+
+
+def _schema(name: str) -> Any:
     root = {"components": {"schemas": described()["schemas"]}}
-    return Draft202012Validator({**root, "$ref": f"#/components/schemas/{name}"})
+    return DecimalValidator({**root, "$ref": f"#/components/schemas/{name}"})
 
 
 ORDER = {"product_id": 12, "quantity": 2, "amount": 19.99, "shipping": 15, "tax": 2, "shipping_address": "Mataderos 2312"}
@@ -87,6 +101,12 @@ CASES = [
     ("shipping_address", json.dumps("\ufeffa")),
     ("shipping_address", json.dumps("a \u200b")),
     ("colour", json.dumps("red")),
+    ("quantity", "2.0"),
+    ("quantity", "1e3"),
+    ("quantity", "2.5"),
+    ("product_id", "21474836.47e2"),
+    ("shipping_address", json.dumps("a\u001f")),
+    ("shipping_address", json.dumps("\u001ca")),
 ]
 
 
@@ -111,3 +131,18 @@ def test_the_schema_accepts_what_the_guest_accepts() -> None:
         assert by_schema == by_guest, (field, value, by_schema, by_guest)
         accepted += by_guest
     assert 0 < accepted < len(CASES)
+
+
+def test_the_benchmark_peer_has_the_same_rules() -> None:
+    """bench/peer.py claims the guest's rules: held to the same cases, it accepts what the guest
+    accepts and nothing else."""
+    spec = importlib.util.spec_from_file_location("peer", ROOT / "bench" / "peer.py")
+    assert spec is not None and spec.loader is not None
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    guest = Guest(load_engine(ENGINES[0]), DEFAULT_MODULE.read_bytes(), pool_max=1)
+    for field, value in CASES:
+        text = json.dumps({**ORDER, field: "@"}).replace('"@"', value)
+        by_peer = peer.parse_order(json.loads(text))[0] is not None
+        by_guest = asyncio.run(_created(guest, text.encode())) == 201
+        assert by_peer == by_guest, (field, value, by_peer, by_guest)
