@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
+from ._description import HOST_PATHS
 from ._errors import LimitExceeded, ServiceError
 
 # Limits that say the service is overloaded rather than that the guest misbehaved.
@@ -37,7 +38,8 @@ class Overloaded(ServiceError):
     """Too many large answers are waiting for their clients (MAX_UNSENT_MB)."""
 
 
-_NEW_PATHS = frozenset({"/api", "/openapi.json", "/healthz", "/readyz", "/metrics"})
+# The host's own paths besides the original's page, and the REST API's root.
+_NEW_PATHS = frozenset({"/api", *HOST_PATHS}) - {"/"}
 
 
 def is_rest(path: str) -> bool:

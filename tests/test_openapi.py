@@ -16,7 +16,7 @@ from openapi_spec_validator import validate
 from starlette.routing import Route
 
 from service import GuestLoadError
-from service._description import MAX_DESCRIPTION_BYTES, read_description
+from service._description import HOST_PATHS, MAX_DESCRIPTION_BYTES, read_description
 from service._openapi import openapi_document
 from service._routes import build_routes
 
@@ -55,6 +55,11 @@ def test_every_route_is_described() -> None:
         if isinstance(host, Route):  # the guest's routes are one route of their own; static files
             assert host.path in paths, host.path
             assert {m.lower() for m in (host.methods or set())} - {"head", "options"} <= set(paths[host.path])
+
+
+def test_the_host_keeps_from_guests_exactly_the_paths_it_serves() -> None:
+    host = {route.path for route in build_routes() if isinstance(route, Route)}
+    assert host == set(HOST_PATHS)
 
 
 def test_the_service_serves_it(client: httpx.Client) -> None:
