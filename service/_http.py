@@ -59,6 +59,10 @@ def is_rest_scope(scope: Scope) -> bool:
     return api == "rest" if api is not None else is_rest(scope["path"])
 
 
+# Compact, as the guest writes its answers: one error shape per API, whoever makes the error.
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def error_response(request: Request, status: int, code: str, message: str, **extra: str) -> Response:
     """An error the host answers itself, in the shape of the API the path belongs to."""
     if is_rest_scope(request.scope):
@@ -69,9 +73,9 @@ def error_response(request: Request, status: int, code: str, message: str, **ext
             "detail": message,
             **extra,
         }
-        return Response(json.dumps(problem), status, media_type="application/problem+json")
+        return Response(_compact(problem), status, media_type="application/problem+json")
     legacy = {"status": False, "error": {"code": code, "message": message, **extra}}
-    return Response(json.dumps(legacy), status, media_type="application/json")
+    return Response(_compact(legacy), status, media_type="application/json")
 
 
 async def read_body(receive: Receive, declared: bytes, limit: int) -> bytes:

@@ -65,19 +65,33 @@ def client(app_client: TestClient, db: Db) -> TestClient:
     return app_client
 
 
+# One error shape per API, whoever makes the error (the guest's, in guest/src/error.rs): these
+# keys, written compactly as the guest writes them.
+PROBLEM_KEYS = {"type", "title", "status", "detail", "errors", "error_id", "limit"}
+LEGACY_ERROR_KEYS = {"code", "message", "field", "errors", "error_id", "limit"}
+
+
+def compact(response: Any) -> dict[str, Any]:
+    body: dict[str, Any] = response.json()
+    assert response.content == json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return body
+
+
 def problem(response: Any, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
+    body = compact(response)
     assert body["status"] == status and body["type"].startswith("urn:problem-type:orders:")
+    assert {"type", "title", "status", "detail"} <= set(body) <= PROBLEM_KEYS
     return body
 
 
 def legacy_error(response: Any, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] is False
+    body = compact(response)
+    assert set(body) == {"status", "error"} and body["status"] is False
+    assert {"code", "message"} <= set(body["error"]) <= LEGACY_ERROR_KEYS
     return dict(body["error"])
 
 
