@@ -11,8 +11,11 @@ import dataclasses
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
 import uvicorn
 
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         # Past this many connections and requests at once, uvicorn answers 503 at once.
         "limit_concurrency": settings.max_connections,
     }
+    shared = None
     try:
         if args.workers == 1:
             uvicorn.run(create_app(settings, guest), **common)
@@ -83,12 +87,28 @@ def main(argv: list[str] | None = None) -> int:
                 assert settings.database_url is not None and settings.database_admin_url is not None
                 os.environ["DATABASE_URL"] = settings.database_url.unredacted()
                 os.environ["DATABASE_ADMIN_URL"] = settings.database_admin_url.unredacted()
+            shared = _metrics_dir()
             uvicorn.run("service._app:app_from_environ", factory=True, workers=args.workers, **common)
     finally:
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
         if embedded is not None:
             log.info("stopping the private MariaDB server")
             embedded.stop()
     return 0
+
+
+def _metrics_dir() -> str | None:
+    """Where the workers write their metrics, so that /metrics reports them all: a fresh
+    directory of this run's (returned, to remove at exit), or PROMETHEUS_MULTIPROC_DIR emptied."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        for old in Path(given).glob("*.db"):
+            old.unlink()
+        return None
+    made = tempfile.mkdtemp(prefix="orders-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+    return made
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

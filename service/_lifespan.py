@@ -99,6 +99,7 @@ def lifespan(
             yield
         finally:
             await database.close()
+            metrics.close()
 
     return run
 

@@ -1,15 +1,17 @@
 """Metrics (Prometheus).
 
-Every process keeps its own metrics; with several worker processes, scrape each, or set
-PROMETHEUS_MULTIPROC_DIR as prometheus-client documents.
+With several worker processes (`--workers N`), `python -m service` sets PROMETHEUS_MULTIPROC_DIR
+before they start: every worker writes its metrics there (prometheus-client's multiprocess
+mode) and whichever answers /metrics reports all of them together.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from starlette.responses import Response
 from starlette.types import Scope
 
@@ -37,8 +39,13 @@ class Metrics:
         self.host_call_seconds = Histogram(
             "host_call_duration_seconds", "Host function call time", ["function"], buckets=_FAST, registry=r
         )
-        self.db_pool = Gauge("db_pool_connections", "Database pool connections", ["state"], registry=r)
-        self.engine = Gauge("wasm_engine_info", "The Wasm engine in use (1)", ["engine"], registry=r)
+        # Across workers: the pools' connections added up, the engine once.
+        self.db_pool = Gauge(
+            "db_pool_connections", "Database pool connections", ["state"], registry=r, multiprocess_mode="livesum"
+        )
+        self.engine = Gauge("wasm_engine_info", "The Wasm engine in use (1)", ["engine"], registry=r, multiprocess_mode="max")
+        #: where the workers' metrics are written, when there are several
+        self.shared_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self._pool_sizes: Callable[[], tuple[int, int]] | None = None
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
@@ -60,13 +67,27 @@ class Metrics:
         method = scope["method"]
         self.labelled(self.http_requests, method, route, str(exchange.status)).inc()
         self.labelled(self.http_seconds, method, route).observe(exchange.seconds)
+        if self.shared_dir is not None:
+            self._note_pool()  # the worker that scrapes cannot read the others' pools
 
-    def render(self) -> Response:
+    def _note_pool(self) -> None:
         if self._pool_sizes is not None:
             in_use, free = self._pool_sizes()
-            self.db_pool.labels("in_use").set(in_use)
-            self.db_pool.labels("free").set(free)
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+            self.labelled(self.db_pool, "in_use").set(in_use)
+            self.labelled(self.db_pool, "free").set(free)
+
+    def render(self) -> Response:
+        self._note_pool()
+        if self.shared_dir is None:
+            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker, self.shared_dir)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(every_worker), media_type=CONTENT_TYPE_LATEST)
+
+    def close(self) -> None:
+        """This worker stops: its live gauges leave the shared figures."""
+        if self.shared_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), self.shared_dir)  # type: ignore[no-untyped-call]
 
 
 def route_of(scope: Scope) -> str:

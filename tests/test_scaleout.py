@@ -14,12 +14,15 @@ import pytest
 from .conftest import Db, EmbeddedMariaDB, Service, make_database, url_of
 from .test_embedded import children
 
+CREATED = 'http_requests_total{method="POST",route="/api/orders",status="201"}'
 ORDER = {"product_id": 3, "quantity": 1, "amount": 9.99, "shipping": 0, "tax": 0.8, "shipping_address": "Worker Way"}
 
 
 def test_two_workers_lose_no_concurrent_write(mariadb: EmbeddedMariaDB, engine: str, tmp_path: Path) -> None:
     db = make_database(mariadb, f"orders_workers_{engine}")
-    env = {"DATABASE_URL": url_of(db), "WASM_ENGINE": engine, "DB_POOL_MAX": "4"}
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {"DATABASE_URL": url_of(db), "WASM_ENGINE": engine, "DB_POOL_MAX": "4", "TMPDIR": str(tmp)}
     svc = Service(env, tmp_path / "service.log", args=["--workers", "2"])
     try:
         deadline = time.monotonic() + 20
@@ -45,8 +48,17 @@ def test_two_workers_lose_no_concurrent_write(mariadb: EmbeddedMariaDB, engine: 
         assert {row[1] for row in stored} == {f"client {c} write {i}" for c in range(8) for i in range(25)}
         listed = svc.client.get("/api/orders", params={"limit": 500}).json()
         assert listed["total"] == 200
+        # One truthful /metrics, whichever worker answers: both workers' requests, every time.
+        for _ in range(12):
+            with httpx.Client(base_url=svc.base, timeout=30) as fresh:  # a new connection: any worker
+                text = fresh.get("/metrics").text
+            created = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(CREATED))
+            assert created == 200, text
+            assert 'wasm_engine_info{engine="%s"} 1.0' % engine in text  # noqa: UP031
+        assert len(list(tmp.iterdir())) == 1  # the workers' metrics files, in a directory of this run
     finally:
         svc.stop()
+    assert list(tmp.iterdir()) == []  # removed at exit
 
 
 def test_sigterm_finishes_requests_in_flight(service_db: Db, engine: str, tmp_path: Path) -> None:
