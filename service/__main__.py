@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import uvicorn
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.database_url is None:
         embedded = EmbeddedMariaDB(settings.data_dir / "mariadb")
         log.info("DATABASE_URL is not set: starting a private MariaDB server in %s", embedded.datadir)
+        started = time.monotonic()
         try:
             admin_url = embedded.start()
             # The guest's statements run as a user that can reach only the service's tables; a
@@ -65,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
             embedded.stop()
             return 1
         settings = dataclasses.replace(settings, database_url=guest_url, database_admin_url=admin_url)
-        log.info("private MariaDB server ready on 127.0.0.1:%d; guest statements run as %s", embedded.port, guest_url.user)
+        log.info(
+            "private MariaDB server ready on 127.0.0.1:%d in %.1f s; guest statements run as %s",
+            embedded.port,
+            time.monotonic() - started,
+            guest_url.user,
+        )
     # uvicorn re-raises SIGTERM once it has shut down; turning it into SystemExit lets the
     # `finally` below stop the private database rather than the process dying first.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -50,7 +51,8 @@ def guest_sessions(svc: Service) -> set[str]:
     """The users of the service's own sessions on its private server: the pool's connections
     (the guest's statements) stay open between requests."""
     line = next(line for line in svc.log().splitlines() if "private MariaDB server ready on 127.0.0.1:" in line)
-    port = int(line.split("127.0.0.1:")[1].split(";")[0])
+    port = int(line.split("127.0.0.1:")[1].split()[0])
+    assert re.search(r" in \d+\.\d s; ", line), line  # how long the start took
     with pymysql.connect(host="127.0.0.1", port=port, user="root", password="") as conn, conn.cursor() as cur:
         cur.execute("SELECT USER FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon'")
         return {row[0] for row in cur.fetchall()} - {"system user", "event_scheduler"}
