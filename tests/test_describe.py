@@ -14,9 +14,12 @@ import pytest
 from jsonschema import Draft202012Validator, validators
 
 from service import Guest, load_engine
+from service._abi import encode_request
+from service._database import Database
 from service._guest import DEFAULT_MODULE
 
-from .conftest import ENGINES, ROOT
+from .conftest import ENGINES, ROOT, Db
+from .wat_guests import invoke, run
 
 SNAPSHOT = ROOT / "guest" / "abi" / "describe.json"
 MAX_INT = 2_147_483_647
@@ -146,3 +149,24 @@ def test_the_benchmark_peer_has_the_same_rules() -> None:
         by_peer = peer.parse_order(json.loads(text))[0] is not None
         by_guest = asyncio.run(_created(guest, text.encode())) == 201
         assert by_peer == by_guest, (field, value, by_peer, by_guest)
+
+
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_every_described_operation_is_one_the_guest_runs(engine_name: str, guest_db: Db) -> None:
+    """The routes' operations are named in the description and dispatched by name in the guest:
+    each one described is run (against the real database), none answered `unknown_operation`;
+    and an operation not described is."""
+    guest = Guest(load_engine(engine_name), DEFAULT_MODULE.read_bytes(), pool_max=1)
+    operations = sorted(described()["operations"])
+
+    async def each(database: Database) -> dict[str, bytes]:
+        answers = {}
+        for op in [*operations, "no_such_operation"]:
+            request = encode_request(op, {"id": "1"}, {"order_id": "1"}, "application/json", False) + b"{}"
+            answers[op] = (await invoke(guest, database, request)).body
+        return answers
+
+    answers = run(guest_db, each)
+    for op in operations:
+        assert b"unknown_operation" not in answers[op], (op, answers[op])
+    assert b"unknown_operation" in answers["no_such_operation"]
