@@ -145,7 +145,7 @@ RESPOND = f"(i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const {len(OK
 INSERT_LEN = len(INSERT)
 STATEMENT_AT = 8192
 ANSWER_AT = 32768
-ANSWER_HEAD = '{"status":200,"content_type":"application/json"}\n'
+ANSWER_HEAD = '{"status":200,"content_type":"application/json","headers":[]}\n'
 
 
 def statement_guest(statement: dict[str, Any], *, call: str = "$db_query", before: str = "", after: str = "") -> str:
