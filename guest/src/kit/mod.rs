@@ -9,6 +9,10 @@
 //!   `resume`, `describe`), the host imports, the inbox, suspension with asyncify, and the `Db`
 //!   that hands each call to the host.
 //!
+//! Another crate takes the kit by copying this folder in as its own `mod kit` at the root (the
+//! macro's paths are `crate::kit::...`), with the dependencies and the default feature `exports`
+//! of Cargo.toml here; build.sh's wasm-opt line post-processes any such crate's module.
+//!
 //! The kit refers to no module of the logic. The logic reaches the database only through the
 //! `impl Db` it is handed, by generics: asyncify instruments no indirect call (build.sh), so a
 //! database call behind `dyn Db` would not suspend.
