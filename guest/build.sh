@@ -8,7 +8,7 @@
 # Debian's rustc with its wasm32 std and crate sources from /usr/share/cargo/registry, offline.
 set -euo pipefail
 guest=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-out="$guest/../service/guest"
+out=${GUEST_OUT:-"$guest/../service/guest"} # GUEST_OUT: another directory (scripts/dev)
 # Imports that suspend the guest while the host awaits the database (ABI.md, "Suspension").
 # No import suspends by itself: the guest unwinds itself (ABI.md, "Suspension"), and `handle`
 # and `resume`, which only pass on what the unwound `serve` returns, are left uninstrumented.
@@ -59,16 +59,19 @@ fi
 command -v wasm-opt >/dev/null || { echo "build.sh: wasm-opt not found (apt-get install binaryen)" >&2; exit 1; }
 "${cargo[@]}" build --release --target wasm32-unknown-unknown
 mkdir -p "$out"
-# asyncify runs before --strip-debug: its lists name functions, and the names go with the debug info.
-warnings=$(wasm-opt --asyncify --pass-arg=asyncify-imports@ --pass-arg=asyncify-ignore-indirect \
+named=target/wasm32-unknown-unknown/release/orders_guest.named.wasm
+# asyncify runs with the names still in the module (-g; the DWARF of Debian's std goes first, as it
+# would hold the optimiser back): its lists name functions. wasm_names.py then
+# takes them out of the module into the symbol map beside it (orders.wasm.names).
+warnings=$(wasm-opt -g --strip-dwarf --asyncify --pass-arg=asyncify-imports@ --pass-arg=asyncify-ignore-indirect \
   --pass-arg=asyncify-removelist@handle,resume \
-  --strip-debug --strip-producers -O3 \
-  target/wasm32-unknown-unknown/release/orders_guest.wasm -o "$out/orders.wasm" 2>&1)
+  --strip-producers -O3 \
+  target/wasm32-unknown-unknown/release/orders_guest.wasm -o "$named" 2>&1)
 if [[ -n $warnings ]]; then
   echo "$warnings" >&2
   echo "build.sh: wasm-opt warned (a misnamed asyncify list would break suspension); not using the module" >&2
-  rm -f "$out/orders.wasm"
   exit 1
 fi
+python3 "$guest/wasm_names.py" "$named" "$out/orders.wasm" "$out/orders.wasm.names"
 python3 "$guest/source_hash.py" > "$out/orders.wasm.source-sha256"
-echo "built $out/orders.wasm ($(wc -c < "$out/orders.wasm") bytes)"
+echo "built $out/orders.wasm ($(wc -c < "$out/orders.wasm") bytes; names: $(wc -c < "$out/orders.wasm.names") bytes beside it, $(( $(wc -c < "$named") - $(wc -c < "$out/orders.wasm") )) in a name section)"

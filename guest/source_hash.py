@@ -14,7 +14,7 @@ GUEST = Path(__file__).resolve().parent
 
 
 def source_files() -> list[Path]:
-    files = [GUEST / "Cargo.toml", GUEST / "build.sh", *GUEST.glob("src/**/*.rs")]
+    files = [GUEST / "Cargo.toml", GUEST / "build.sh", GUEST / "wasm_names.py", *GUEST.glob("src/**/*.rs")]
     return sorted(files, key=lambda p: p.relative_to(GUEST).as_posix())
 
 

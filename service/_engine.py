@@ -151,5 +151,6 @@ class Engine(ABC):
 
 def first_line(error: BaseException) -> str:
     """The first line of an engine's error message, for ours."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    lines = str(error).strip().splitlines()
+    trap = [line.strip() for line in lines if line.strip().startswith("wasm trap:")]  # wasmtime's cause
+    return trap[0] if trap else lines[0] if lines else type(error).__name__

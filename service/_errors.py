@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class ServiceError(Exception):
     """Base of every error the service raises on purpose."""
@@ -17,6 +19,22 @@ class GuestLoadError(ServiceError):
 
 class GuestFault(ServiceError):
     """The guest failed during an invocation: it trapped or broke the ABI at run time."""
+
+    def __init__(self, message: str, frames: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        #: the functions on the guest's stack when it trapped, innermost first, by their index in
+        #: the module as it ran (`trap_frames`); empty when the engine gave none
+        self.frames = frames
+
+
+def trap_frames(error: BaseException) -> tuple[int, ...]:
+    """The function indices on an engine's trap, innermost first: wasmtime's `frames`, else
+    what the message says (wasmer: `at f (<module>[7]:0x2b)`; wasmtime: `<wasm function 7>`)."""
+    frames = getattr(error, "frames", None)
+    if frames:
+        return tuple(frame.func_index for frame in frames)
+    found = re.findall(r"<module>\[(\d+)\]|<wasm function (\d+)>", str(error))
+    return tuple(int(wasmer or wasmtime) for wasmer, wasmtime in found)
 
 
 class LimitExceeded(GuestFault):

@@ -13,7 +13,7 @@ from ._description import read_description
 from ._engine import CompiledModule, Engine
 from ._errors import GuestFault, GuestLoadError, LimitExceeded
 from ._guest_imports import Charged, HostCall, Invocation, LogSink
-from ._guest_module import DEFAULT_MODULE, prepare_module, read_module
+from ._guest_module import DEFAULT_MODULE, prepare_module, read_module, read_names
 from ._instance import GuestInstance
 from ._instance_pool import InstancePool
 from ._limits import GUEST_MEMORY_TOTAL_BYTES, GUEST_POOL_MAX, Limits
@@ -38,12 +38,15 @@ class Guest:
         memory_total: int = GUEST_MEMORY_TOTAL_BYTES,
         metering: bool | None = None,
         compiled: CompiledModule | None = None,
+        names: dict[int, str] | None = None,
     ) -> None:
         """Checks and compiles the module and starts one instance; raises GuestLoadError saying
         why it cannot be used. `metering`: write the instruction meter into the module (the
         default where the engine has no deadline of its own). `compiled`: the module as
-        `prepare_module` made it, compiled elsewhere (`load_isolated`); `wasm` is then unused."""
+        `prepare_module` made it, compiled elsewhere (`load_isolated`); `wasm` is then unused.
+        `names`: the guest's function names by index (`read_names`), for the log of a trap."""
         self.engine = engine
+        self.names = names or {}
         self.name = name
         self.limits = limits or Limits()
         self.metered = (not engine.enforces_deadline) if metering is None else metering
@@ -80,7 +83,17 @@ class Guest:
         is cached in `cache_dir` when one is given. Raises GuestLoadError."""
         path = path or DEFAULT_MODULE
         wasm = read_module(path)
-        return cls(engine, wasm, name=str(path), pool_max=pool_max, limits=limits, cache_dir=cache_dir, memory_total=memory_total)
+        names = read_names(path, wasm, not engine.enforces_deadline)
+        return cls(
+            engine,
+            wasm,
+            name=str(path),
+            pool_max=pool_max,
+            limits=limits,
+            cache_dir=cache_dir,
+            memory_total=memory_total,
+            names=names,
+        )
 
     @classmethod
     async def load_isolated(
@@ -102,9 +115,20 @@ class Guest:
         limits = limits or Limits()
         metered = not engine.enforces_deadline
         # Pure Python on bytes, and slow for a big module: in a thread, so the loop keeps serving.
-        prepared = await asyncio.to_thread(prepare_module, read_module(path), str(path), limits, metered)
+        wasm = read_module(path)
+        prepared = await asyncio.to_thread(prepare_module, wasm, str(path), limits, metered)
+        names = await asyncio.to_thread(read_names, path, wasm, metered)
         compiled = await compile_isolated(engine, prepared, compile_timeout, cache_dir)
-        return cls(engine, b"", name=str(path), pool_max=pool_max, limits=limits, memory_total=memory_total, compiled=compiled)
+        return cls(
+            engine,
+            b"",
+            name=str(path),
+            pool_max=pool_max,
+            limits=limits,
+            memory_total=memory_total,
+            compiled=compiled,
+            names=names,
+        )
 
     def _make_instance(self, invocation: Invocation | None) -> GuestInstance:
         return GuestInstance(self, invocation)

@@ -58,6 +58,26 @@ def check_module(info: ModuleInfo, name: str) -> None:
         raise GuestLoadError(f"{name} has {len(info.memories)} memories; a guest has exactly one")
 
 
+def read_names(path: Path, wasm: bytes, metered: bool) -> dict[int, str]:
+    """The symbol map beside the module, `<module>.names` (guest/build.sh: a function index, a
+    tab, its name, a line each), in the index space of the module as it runs: the meter's import
+    comes after the module's own function imports and moves every function after them one on.
+    Empty when there is no map; the map is only ever used to name functions in the log."""
+    try:
+        text = path.with_name(path.name + ".names").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    names = {}
+    for line in text.splitlines():
+        index, _, name = line.partition("\t")
+        if index.isdigit() and name:
+            names[int(index)] = name[:200]
+    if metered and names:
+        imported = sum(1 for i in inspect(wasm).imports if i.kind == "func")
+        names = {index + (index >= imported): name for index, name in names.items()}
+    return names
+
+
 def prepare_module(wasm: bytes, name: str, limits: Limits, metered: bool) -> bytes:
     """The module as the host runs it: checked against the ABI, its memory and tables capped at
     the limits, its start function made an export the host calls under the deadline, and

@@ -26,6 +26,7 @@ from ._wasm_caps import START_EXPORT
 log = logging.getLogger("service.guest")
 
 REQUEST_BUFFER_BYTES = 64 * 1024
+MAX_FRAMES = 16  # of a trap's stack, named in its log line
 
 
 class InstanceOwner(Protocol):
@@ -36,6 +37,7 @@ class InstanceOwner(Protocol):
     metered: bool
     has_start: bool
     name: str
+    names: dict[int, str]
 
     def account(self, instance: GuestInstance) -> None:
         """Notes the instance's memory after a call into it; raises LimitExceeded past the total."""
@@ -160,6 +162,7 @@ class GuestInstance:
             response.guest_seconds = invocation.guest_seconds
             return response
         except GuestFault as fault:
+            fault = self._named(fault)
             size = 0 if self.closed else self.raw.memory_size()
             if not isinstance(fault, LimitExceeded) and size > limits.memory_bytes * 3 // 4:
                 # A memory.grow refused at the cap shows up as a trap (an allocation failing) with
@@ -169,11 +172,21 @@ class GuestInstance:
                     f"{limits.memory_bytes} (GUEST_MEMORY_LIMIT_MB): {fault}"
                 )
                 raise LimitExceeded("memory", message) from None
-            raise
+            raise fault from None
         finally:
             if not self.closed:
                 self.raw.set_deadline(None)
                 self._bridge.invocation = None
+
+    def _named(self, fault: GuestFault) -> GuestFault:
+        """The trap, its message naming the guest functions on its stack, innermost first, from
+        the guest's symbol map (its `.names` beside the module), when there are both."""
+        names = self._guest.names
+        if not fault.frames or not names or type(fault) is not GuestFault:
+            return fault
+        stack = " < ".join(names.get(index, f"function {index}") for index in fault.frames[:MAX_FRAMES])
+        more = f" < ... {len(fault.frames) - MAX_FRAMES} more" if len(fault.frames) > MAX_FRAMES else ""
+        return GuestFault(f"{fault}; guest stack: {stack}{more}", fault.frames)
 
     def _response(self, packed: int, max_response_bytes: int) -> GuestResponse:
         length = packed & 0xFFFFFFFF

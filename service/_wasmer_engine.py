@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._engine import CompiledModule, Engine, Export, HostFunction, Instance, InstanceLimits, first_line
-from ._errors import GuestFault, GuestLoadError
+from ._errors import GuestFault, GuestLoadError, trap_frames
 
 
 class _WasmerInstance(Instance):
@@ -42,7 +42,7 @@ class _WasmerInstance(Instance):
             try:
                 return func(*args)
             except RuntimeError as e:  # how wasmer-python reports a trap
-                raise GuestFault(f"guest trapped in {name}: {first_line(e)}") from None
+                raise GuestFault(f"guest trapped in {name}: {first_line(e)}", trap_frames(e)) from None
 
         return call
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._engine import CompiledModule, Engine, Export, HostFunction, Instance, InstanceLimits, first_line
-from ._errors import GuestFault, GuestLoadError, LimitExceeded
+from ._errors import GuestFault, GuestLoadError, LimitExceeded, trap_frames
 from ._wasmtime_fast import unchecked_export, unchecked_import
 
 _TICK_SECONDS = 0.01
@@ -85,7 +85,7 @@ class _WasmtimeInstance(Instance):
             except errors as e:
                 if getattr(e, "trap_code", None) == interrupt:
                     raise LimitExceeded("time", "the guest ran past its time limit and was stopped") from None
-                raise GuestFault(f"guest trapped in {name}: {first_line(e)}") from None
+                raise GuestFault(f"guest trapped in {name}: {first_line(e)}", trap_frames(e)) from None
 
         return call
 

@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from ._engine import Export, HostFunction, first_line
-from ._errors import GuestFault, LimitExceeded
+from ._errors import GuestFault, LimitExceeded, trap_frames
 
 log = logging.getLogger("service.engine")
 
@@ -68,7 +68,7 @@ def unchecked_export(wasmtime: Any, store: Any, func: Any, name: str, interrupt:
             failure = trap_class._from_ptr(trap) if trap else wasmtime.WasmtimeError._from_ptr(error)
             if getattr(failure, "trap_code", None) == interrupt:
                 raise LimitExceeded("time", "the guest ran past its time limit and was stopped")
-            raise GuestFault(f"guest trapped in {name}: {first_line(failure)}")
+            raise GuestFault(f"guest trapped in {name}: {first_line(failure)}", trap_frames(failure))
         return getattr(values[0], result) if result else None
 
     return call

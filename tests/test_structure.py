@@ -95,18 +95,38 @@ def test_a_module_is_250_lines_or_fewer(path: Path) -> None:
     assert lines <= MAX_LINES, f"{path.name} has {lines} lines"
 
 
-def _rust_uses(path: Path) -> set[str]:
-    """The crate's modules that a Rust file refers to: `crate::x`, and `use crate::{x, y::z}`."""
+def _rust_uses(path: Path, names: set[str], prefix: str = "crate") -> set[str]:
+    """The modules among `names` that a Rust file refers to: `crate::x`, and `use crate::{x,
+    y::z}` (with `prefix` "crate::kit", the kit's own modules; `super::x` there too)."""
     text = path.read_text(encoding="utf-8")
-    found = set(re.findall(r"\bcrate::([a-z_][a-z0-9_]*)", text))
-    for group in re.findall(r"\bcrate::\{([^}]*)\}", text):
+    escaped = re.escape(prefix)
+    found = set(re.findall(rf"\b{escaped}::([a-z_][a-z0-9_]*)", text))
+    for group in re.findall(rf"\b{escaped}::\{{([^}}]*)\}}", text):
         found.update(item.strip().split("::")[0] for item in group.split(",") if item.strip())
-    names = {p.stem for p in GUEST_SRC.glob("*.rs")}
+    if prefix != "crate":
+        found.update(re.findall(r"\bsuper::([a-z_][a-z0-9_]*)", text))
     return {name for name in found if name in names and name != path.stem}
 
 
 def test_no_guest_module_uses_one_that_uses_it_back() -> None:
-    graph = {path.stem: _rust_uses(path) for path in GUEST_SRC.glob("*.rs") if path.stem != "lib"}
+    """The logic's modules, the kit counted as one of them."""
+    names = {p.stem for p in GUEST_SRC.glob("*.rs")} | {"kit"}
+    graph = {path.stem: _rust_uses(path, names) for path in GUEST_SRC.glob("*.rs") if path.stem != "lib"}
+    graph["kit"] = set()  # it uses none of them (below)
     graph = {name: uses & set(graph) for name, uses in graph.items()}
     assert _cycles(graph) == []
     assert "legacy" in graph["api"] and "order" in graph["store"]  # the reading sees both forms
+    assert "kit" in graph["api"] and "kit" in graph["store"]
+
+
+def test_the_kit_uses_no_module_of_the_logic() -> None:
+    """guest/src/kit/ is the ABI's plumbing alone: any guest's logic can sit on it."""
+    logic = {p.stem for p in GUEST_SRC.glob("*.rs")} - {"lib"}
+    kit_files = sorted((GUEST_SRC / "kit").glob("*.rs"))
+    assert {p.stem for p in kit_files} >= {"mod", "db", "envelope", "wasm"}
+    for path in kit_files:
+        assert not _rust_uses(path, logic), f"kit/{path.name} uses the logic"
+    inner = {p.stem for p in kit_files} - {"mod"}
+    graph = {p.stem: _rust_uses(p, inner, "crate::kit") for p in kit_files if p.stem != "mod"}
+    assert _cycles(graph) == []
+    assert "db" in graph["wasm"]  # the reading sees `super::`

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::envelope::ABI_VERSION;
+use crate::kit::ABI_VERSION;
 use crate::error::{problem_type, Code};
 use crate::input::CANONICAL_NUMBER_PATTERN;
 use crate::money::{self, DECIMALS, MAX_CENTS};

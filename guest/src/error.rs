@@ -3,7 +3,7 @@
 
 use serde_derive::Serialize;
 
-use crate::envelope::Response;
+use crate::kit::Response;
 use crate::order::{FieldError, FieldErrors, MAX_FIELD_ERRORS, MAX_INT};
 use crate::store::StoreError;
 

@@ -1,7 +1,7 @@
 //! The original service's routes: same bodies and answers, honest errors in its shape.
 
-use crate::db::Db;
-use crate::envelope::{Request, HEADER_ROOM};
+use crate::kit::Db;
+use crate::kit::{Request, HEADER_ROOM};
 use crate::error::{ApiError, Code};
 use crate::input::{parse_id, parse_json, BadId};
 use crate::order::{self, FieldError, FieldErrors, IdRule, Order, Place};

@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 
-use crate::db::Db;
-use crate::envelope::{Request, Response};
+use crate::kit::Db;
+use crate::kit::{Request, Response};
 use crate::error::{ApiError, Code};
 use crate::input::{is_canonical_number, media_type, parse_id, parse_json};
 use crate::order::{self, FieldError, FieldErrors, IdRule, Order, Place};

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::db::{Db, DbError, DbErrorKind, Executed, LogLevel};
+use crate::kit::{Db, DbError, DbErrorKind, Executed, LogLevel};
 use crate::money;
 use crate::order::{Order, MAX_INT};
 

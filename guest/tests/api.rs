@@ -1,7 +1,7 @@
 //! The operations against a scripted database: what they send, and what they answer.
 
 use orders_guest::api;
-use orders_guest::db::{Db, DbError, Executed, LogLevel};
+use orders_guest::kit::{Db, DbError, Executed, LogLevel};
 use orders_guest::order::{Order, MAX_FIELD_ERRORS};
 use orders_guest::store::{INSERT_ROWS, PAGE_ROWS};
 use serde_json::{json, Value};

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use orders_guest::api;
 use orders_guest::legacy::{BODY_BUDGET, GRADUAL_GROWTH_UP_TO, MAX_BODY_CAPACITY};
-use orders_guest::db::{Db, DbError, Executed, LogLevel};
+use orders_guest::kit::{Db, DbError, Executed, LogLevel};
 use orders_guest::store::PAGE_ROWS;
 use serde_json::Value;
 
@@ -76,7 +76,7 @@ impl Db for Table {
             .collect();
         let page = format!("{{\"rows\":[{}]}}", rows.join(","));
         drop(rows);
-        orders_guest::db::decode_rows(page.as_bytes())
+        orders_guest::kit::db::decode_rows(page.as_bytes())
     }
 
     fn execute(&mut self, sql: &str, _: &[Value]) -> Result<Executed, DbError> {

@@ -125,7 +125,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    const GOLDEN: &str = include_str!("../abi/golden.json");
+    const GOLDEN: &str = include_str!("../../abi/golden.json");
 
     fn golden(section: &str) -> Vec<Value> {
         let all: Value = serde_json::from_str(GOLDEN).unwrap();
