@@ -35,7 +35,7 @@ def cors_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     on its routes; on a REST route of the guest, the methods the guest's description gives it."""
     route = scope.get("route")
     if isinstance(route, GuestRoute):
-        return CORS_HEADERS if route.api == "legacy" else _rest_headers(", ".join([*route.methods, "OPTIONS"]))
+        return CORS_HEADERS if route.api == "legacy" else _rest_headers(route.preflight_methods)
     return REST_CORS_HEADERS if is_rest(scope["path"]) else CORS_HEADERS
 
 

@@ -41,6 +41,8 @@ class GuestRoute:
     #: operations that change data: HEAD must not run them
     changing: frozenset[str]
     regex: re.Pattern[str] = field(compare=False, repr=False)
+    #: the methods a preflight may ask for, written once (`GET, POST, OPTIONS`)
+    preflight_methods: str = ""
 
     def match(self, path: str) -> dict[str, str] | None:
         found = self.regex.match(path)
@@ -116,7 +118,7 @@ def _route(route: Any, operations: dict[str, Any], taken: list[str], refuse: Any
             raise refuse(f"route {path!r}: {method} names {str(op)[:64]!r}, not an operation of the {api} API")
     regex, _, _ = compile_path(path)
     changing = frozenset(op for op in methods.values() if operations[op]["changes"])
-    return GuestRoute(path, api, dict(methods), changing, regex)
+    return GuestRoute(path, api, dict(methods), changing, regex, ", ".join([*methods, "OPTIONS"]))
 
 
 def _depth(value: Any) -> int:
