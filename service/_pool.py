@@ -52,6 +52,7 @@ class Pool:
         self._slots: asyncio.Semaphore | None = None
         self._in_use = 0
         self._opening = 0
+        self._tending = 0  # free connections taken out for a ping by the keeper
         self._running = False
         self._keeper: asyncio.Task[None] | None = None
         self._filling: asyncio.Task[None] | None = None
@@ -64,8 +65,8 @@ class Pool:
             self._keeper = asyncio.get_running_loop().create_task(self._keep())
 
     def sizes(self) -> tuple[int, int]:
-        """(connections in use, connections free)."""
-        return self._in_use, len(self._free)
+        """(connections in use, connections open and idle, counting those the keeper is pinging)."""
+        return self._in_use, len(self._free) + self._tending
 
     async def close(self) -> None:
         """Closes the free connections and stops the keeper; connections in use are closed as
@@ -124,7 +125,7 @@ class Pool:
             self._free.append(conn)
 
     def _open(self) -> int:
-        return self._in_use + len(self._free) + self._opening
+        return self._in_use + len(self._free) + self._opening + self._tending
 
     async def fill(self) -> None:
         """Opens connections until `pool_min` are open; raises DatabaseError if one cannot be."""
@@ -166,6 +167,9 @@ class Pool:
             if conn.raw.closed or (not needed and now - conn.last_used >= self._idle_seconds):
                 conn.raw.close()
                 continue
+            # Counted as open while it is pinged, or a broken connection given back meanwhile
+            # would open a replacement for it as well and leave one too many.
+            self._tending += 1
             try:
                 async with deadline(self._connect_timeout):
                     await conn.raw.ping(reconnect=False)
@@ -174,6 +178,8 @@ class Pool:
                 if isinstance(e, asyncio.CancelledError):
                     raise
                 continue
+            finally:
+                self._tending -= 1
             if not self._running:
                 conn.raw.close()
                 return
