@@ -13,7 +13,7 @@ from typing import Any
 
 from ._engine import CompiledModule, Engine, Export, HostFunction, Instance, InstanceLimits, first_line
 from ._errors import GuestFault, GuestLoadError, LimitExceeded, trap_frames
-from ._wasmtime_fast import unchecked_export, unchecked_import
+from ._wasmtime_fast import unchecked_export, unchecked_import, unchecked_memory
 
 _TICK_SECONDS = 0.01
 _NO_DEADLINE_TICKS = 1 << 40
@@ -69,6 +69,9 @@ class _WasmtimeInstance(Instance):
         self._exports = instance.exports(store)
         self._memory = self._exports["memory"]
         self._errors = (wasmtime.Trap, wasmtime.WasmtimeError)
+        fast = unchecked_memory(wasmtime, store, self._memory)
+        if fast is not None:
+            self.memory_size, self._base = fast  # type: ignore[method-assign]
 
     def export(self, name: str) -> Export:
         fast = unchecked_export(self._wasmtime, self._store, self._exports[name], name, self._interrupt)
@@ -103,6 +106,8 @@ class _WasmtimeInstance(Instance):
         # whenever the garbage collector reaches this object.
         self._keep.clear()
         self._exports = self._memory = None
+        # The fast accessors hold the store's raw context: gone with it, never called after.
+        self.memory_size = self._base = _closed  # type: ignore[method-assign]
         self._store.close()
 
     def memory_size(self) -> int:
@@ -116,6 +121,10 @@ class _WasmtimeInstance(Instance):
 
     def _write(self, ptr: int, data: bytes) -> None:
         ctypes.memmove(self._base() + ptr, data, len(data))
+
+
+def _closed() -> int:
+    raise ValueError("the instance is closed")
 
 
 class _WasmtimeModule(CompiledModule):

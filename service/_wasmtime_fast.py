@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ._engine import Export, HostFunction, first_line
@@ -111,3 +112,32 @@ def unchecked_import(wasmtime: Any, store: Any, ty: Any, fn: HostFunction) -> tu
     no_finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()  # a NULL function pointer
     new_unchecked(context, ty.ptr(), c_callback, None, no_finalizer, ctypes.byref(raw))
     return from_raw(raw), c_callback
+
+
+def unchecked_memory(wasmtime: Any, store: Any, memory: Any) -> tuple[Callable[[], int], Callable[[], int]] | None:
+    """(size in bytes, address of byte 0) of the exported `memory`, each one C call with its
+    arguments made once, where wasmtime-py's own accessors make a context, a reference and a
+    pointer object per call; None, for the public path, where the internals are not as expected.
+    The closures must not be called after the store is closed."""
+    try:
+        dll = wasmtime._ffi.dll
+        context = store._context()
+        memory_ref = ctypes.byref(memory._memory)
+        # Function objects of our own: wasmtime-py's keep their argument and result types.
+        data_size = dll["wasmtime_memory_data_size"]
+        data = dll["wasmtime_memory_data"]
+    except (AttributeError, ImportError, KeyError) as e:
+        _fell_back("memory", e)
+        return None
+    data_size.restype = ctypes.c_size_t
+    data.restype = ctypes.c_void_p
+    data_size.argtypes = data.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    context_address = ctypes.cast(context, ctypes.c_void_p)
+
+    def size() -> int:
+        return int(data_size(context_address, memory_ref))
+
+    def base() -> int:
+        return int(data(context_address, memory_ref) or 0)
+
+    return size, base

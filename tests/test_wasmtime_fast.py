@@ -4,6 +4,7 @@ project tested them on; a release that changes those internals fails here, not s
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import importlib.metadata
 import re
@@ -40,6 +41,11 @@ def test_calls_into_and_out_of_the_guest_take_the_fast_paths() -> None:
     instance = guest.idle_instances()[0]
     for name in ("handle", "resume", "alloc", "dealloc", "abi_version", "inbox"):
         assert instance.raw.export(name).__qualname__.startswith("unchecked_export."), name
+    assert instance.raw.memory_size.__qualname__ == "unchecked_memory.<locals>.size"
+    # The same answers as wasmtime-py's public accessors.
+    raw = instance.raw
+    assert raw.memory_size() == raw._memory.data_len(raw._store) > 0
+    assert raw._base() == ctypes.addressof(raw._memory.data_ptr(raw._store).contents)
     assert fallbacks == {}, f"a fast path fell back to wasmtime-py's public path: {fallbacks}"
     guest.retire()
 
