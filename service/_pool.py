@@ -87,7 +87,9 @@ class Pool:
         slots = self._slots
         if slots.locked():
             try:
-                await asyncio.wait_for(slots.acquire(), self._acquire_timeout)
+                # A deadline on this task, not wait_for's task per waiting request.
+                async with deadline(self._acquire_timeout):
+                    await slots.acquire()
             except asyncio.TimeoutError:
                 raise DatabaseUnavailable(
                     f"no database connection was free within {self._acquire_timeout:g} s (DB_POOL_MAX is {self._pool_max})"

@@ -13,6 +13,7 @@ import aiomysql
 import pytest
 
 from service._database import Database, prepare_guest_user
+from service._errors import DatabaseUnavailable
 from service._settings import DatabaseURL
 
 from .conftest import Db, EmbeddedMariaDB, make_database
@@ -158,5 +159,34 @@ def test_a_broken_connection_given_back_while_the_keeper_pings_is_replaced_once(
             assert sum(database.pool_sizes()) == 2
             assert len(await settle(db, "pool_guest", 2)) == 2
         assert await settle(db, "pool_guest", 0) == []
+
+    asyncio.run(work())
+
+
+def test_a_request_waiting_for_a_full_pool_gives_up_in_time_and_leaks_no_slot(
+    db: Db, users: tuple[DatabaseURL, DatabaseURL]
+) -> None:
+    """DB_POOL_MAX connections in use: the next acquire waits DB_ACQUIRE_TIMEOUT, then is refused
+    with a message naming the limit; a waiter that gives up, or is cancelled, takes no slot with
+    it, so the pool serves again as soon as the connection comes back."""
+    guest, admin = users
+
+    async def work() -> None:
+        database = Database(guest, admin_url=admin, pool_max=1, acquire_timeout=0.3, guest_tables=frozenset({"orders"}))
+        async with running(database):
+            held = await database.acquire()
+            started = time.monotonic()
+            with pytest.raises(DatabaseUnavailable, match="DB_POOL_MAX is 1"):
+                await database.acquire()
+            assert 0.25 < time.monotonic() - started < 2
+            waiter = asyncio.ensure_future(database.acquire())
+            await asyncio.sleep(0.05)
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            database.release(held)
+            again = await asyncio.wait_for(database.acquire(), 1)
+            database.release(again)
+            assert database.pool_sizes() == (0, 1)
 
     asyncio.run(work())
