@@ -72,6 +72,11 @@ class EmbeddedMariaDB:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (the benchmark reads its CPU time)."""
+        return None if self._process is None else self._process.pid
+
+    @property
     def url(self) -> DatabaseURL:
         return DatabaseURL(host="127.0.0.1", port=self.port, user="root", password="", database=self.database)
 
