@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         "timeout_graceful_shutdown": 30,
         # Past this many connections and requests at once, uvicorn answers 503 at once.
         "limit_concurrency": settings.max_connections,
+        # No `server: uvicorn` on every answer: it tells a client nothing it needs, names the
+        # software to whoever probes it, and is one more header to write per request.
+        "server_header": False,
     }
     shared = None
     try:

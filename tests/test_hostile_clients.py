@@ -196,6 +196,11 @@ def test_echo_reflects_no_content_type(svc: Service, content_type: str, answered
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
+def test_answers_do_not_name_the_server_software(svc: Service) -> None:
+    for response in (svc.client.get("/orders"), svc.client.get("/api/orders/1"), svc.client.get("/no-such-page")):
+        assert "server" not in response.headers, response.headers
+
+
 def test_a_path_cannot_forge_a_log_line(svc: Service) -> None:
     forged = "2026-01-01 00:00:00,000 INFO service.access: GET /admin 200 forged"
     response = svc.client.get("/orders%0a" + forged.replace(" ", "%20") + "%0d%0a%e2%80%a8x")
