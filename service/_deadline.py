@@ -1,15 +1,79 @@
-"""A deadline for a block of awaits, as `asyncio.timeout` gives from Python 3.11 on."""
+"""A deadline for a block of awaits, as `asyncio.timeout` gives from Python 3.11 on.
+
+Every request enters three or four of them (reading the body, the guest's run, each statement,
+sending the answer), and nearly all end long before they expire; a timer of the event loop's
+for each (created, then cancelled) was a visible part of a single-row request's cost. So the
+deadlines of one loop share one timer, set for the earliest of them: entering and leaving one
+is a dict insertion and deletion, and the timer is moved only when a deadline comes earlier
+than every other (with deadlines of the same length, almost never).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from types import TracebackType
+
+#: How much earlier than its time a deadline may expire, rather than set the timer again for
+#: less than this (event loops may run a timer up to a millisecond early).
+_SLACK_SECONDS = 0.001
+
+
+class _Timer:
+    """The one timer of a loop's deadlines."""
+
+    __slots__ = ("_loop", "_active", "_handle", "_at")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._active: dict[deadline, float] = {}
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = math.inf
+
+    def add(self, entry: deadline, when: float) -> None:
+        self._active[entry] = when
+        if when < self._at:
+            self._set(when)
+
+    def remove(self, entry: deadline) -> None:
+        self._active.pop(entry, None)  # the timer stays: when it runs, it finds the next one
+
+    def _set(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._at = when
+        self._handle = self._loop.call_at(when, self._run)
+
+    def _run(self) -> None:
+        self._handle, self._at = None, math.inf
+        now = self._loop.time() + _SLACK_SECONDS
+        expired = [entry for entry, when in self._active.items() if when <= now]
+        for entry in expired:
+            del self._active[entry]
+            entry._expire()
+        if self._active:
+            self._set(min(self._active.values()))
+
+
+#: The timer of the loop that last entered a deadline. Another loop (another thread's, or the
+#: next `asyncio.run`) gets a timer of its own; a deadline keeps the timer it was added to, so
+#: one that is replaced here still runs for the deadlines it holds.
+_last: tuple[asyncio.AbstractEventLoop | None, _Timer | None] = (None, None)
+
+
+def _timer_of(loop: asyncio.AbstractEventLoop) -> _Timer:
+    global _last
+    last_loop, timer = _last
+    if last_loop is not loop or timer is None:
+        timer = _Timer(loop)
+        _last = (loop, timer)
+    return timer
 
 
 class deadline:  # noqa: N801 (used like asyncio.timeout, which Python 3.10 lacks)
     """`async with deadline(s):` cancels the block after `s` seconds and raises TimeoutError."""
 
-    __slots__ = ("_seconds", "_task", "_handle", "expired")
+    __slots__ = ("_seconds", "_task", "_timer", "expired")
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
@@ -19,7 +83,9 @@ class deadline:  # noqa: N801 (used like asyncio.timeout, which Python 3.10 lack
         task = asyncio.current_task()
         assert task is not None
         self._task = task
-        self._handle = asyncio.get_running_loop().call_later(self._seconds, self._expire)
+        loop = asyncio.get_running_loop()
+        self._timer = _timer_of(loop)
+        self._timer.add(self, loop.time() + self._seconds)
         return self
 
     def _expire(self) -> None:
@@ -29,7 +95,7 @@ class deadline:  # noqa: N801 (used like asyncio.timeout, which Python 3.10 lack
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        self._handle.cancel()
+        self._timer.remove(self)
         if self.expired and kind is asyncio.CancelledError:
             uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+
             if uncancel is None or uncancel() == 0:

@@ -1,0 +1,111 @@
+"""service._deadline: the deadlines of a loop share one timer; each still expires on time, only
+its own block, and never after it has been left, on asyncio's loop and on uvloop (the server's)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+import uvloop
+
+from service._deadline import deadline
+
+LOOPS: dict[str, Callable[[Coroutine[Any, Any, Any]], Any]] = {
+    "asyncio": asyncio.run,
+    "uvloop": lambda main: uvloop.new_event_loop().run_until_complete(main),
+}
+
+
+@pytest.fixture(params=sorted(LOOPS))
+def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, Any]], Any]:
+    return LOOPS[request.param]
+
+
+async def expires_after(seconds: float, *, inner: float | None = None) -> float:
+    started = time.monotonic()
+    with pytest.raises(asyncio.TimeoutError):
+        async with deadline(seconds):
+            if inner is None:
+                await asyncio.sleep(30)
+            else:
+                async with deadline(inner):
+                    await asyncio.sleep(30)
+    return time.monotonic() - started
+
+
+def test_a_block_is_stopped_at_its_deadline_and_not_before(run: Callable[..., Any]) -> None:
+    assert 0.19 <= run(expires_after(0.2)) < 0.4
+
+
+def test_the_earlier_of_nested_deadlines_stops_the_block(run: Callable[..., Any]) -> None:
+    assert 0.09 <= run(expires_after(0.1, inner=30)) < 0.3
+    assert 0.09 <= run(expires_after(30, inner=0.1)) < 0.3
+
+
+def test_many_deadlines_each_expire_at_their_own_time(run: Callable[..., Any]) -> None:
+    """Later ones first, earlier ones after: the shared timer is moved for each earlier one."""
+
+    async def one(seconds: float) -> float:
+        return await expires_after(seconds) - seconds
+
+    async def main() -> list[float]:
+        return await asyncio.gather(*(one(0.05 * (7 - i % 7)) for i in range(300)))
+
+    late = run(main())
+    assert min(late) > -0.005 and max(late) < 0.2
+
+
+def test_a_deadline_left_in_time_never_fires_later(run: Callable[..., Any]) -> None:
+    """Neither the task (which goes on to sleep past the old deadline) nor anything else is
+    cancelled by a deadline that was left."""
+
+    async def main() -> None:
+        for _ in range(1000):
+            async with deadline(0.05):
+                await asyncio.sleep(0)
+        await asyncio.sleep(0.2)
+        async with deadline(0.01):
+            pass
+        await asyncio.sleep(0.1)
+
+    run(main())
+
+
+def test_a_cancellation_from_outside_stays_a_cancellation(run: Callable[..., Any]) -> None:
+    async def main() -> None:
+        async def guarded() -> None:
+            async with deadline(10):
+                await asyncio.sleep(30)
+
+        task = asyncio.ensure_future(guarded())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main())
+
+
+def test_loops_in_two_threads_keep_their_own_deadlines() -> None:
+    """Each thread's loop, entering deadlines at once with the other's: each expires on time."""
+    results: dict[str, float] = {}
+
+    def work(name: str, seconds: float) -> None:
+        async def main() -> float:
+            for _ in range(2000):  # interleaved with the other thread's
+                async with deadline(60):
+                    await asyncio.sleep(0)
+            return await expires_after(seconds)
+
+        results[name] = LOOPS[name](main())
+
+    threads = [threading.Thread(target=work, args=("asyncio", 0.3)), threading.Thread(target=work, args=("uvloop", 0.2))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert 0.29 <= results["asyncio"] < 1.5 and 0.19 <= results["uvloop"] < 1.5
