@@ -70,10 +70,19 @@ class Instance(ABC):
         self.check(ptr, len(data))
         self._write(ptr, data)
 
+    #: A size the memory has had: it only grows, so a range inside this one is inside it still,
+    #: and most checks need not ask the engine (a call into it per check, several per request).
+    _known_size = 0
+
     def check(self, ptr: int, length: int) -> None:
         """Raises GuestMemoryError unless `ptr..ptr+length` is inside the guest's memory."""
-        if ptr < 0 or length < 0 or ptr + length > self.memory_size():
-            raise GuestMemoryError(f"guest memory range {ptr}+{length} is outside its memory of {self.memory_size()} bytes")
+        end = ptr + length
+        if ptr < 0 or length < 0:
+            raise GuestMemoryError(f"guest memory range {ptr}+{length} is outside its memory")
+        if end > self._known_size:
+            self._known_size = self.memory_size()
+            if end > self._known_size:
+                raise GuestMemoryError(f"guest memory range {ptr}+{length} is outside its memory of {self._known_size} bytes")
 
 
 class InstanceLimits(NamedTuple):
