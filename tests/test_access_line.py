@@ -1,0 +1,90 @@
+"""The access line written straight to the service's log handler is, byte for byte, the line
+logging would have written for it; logging configured any other way gets it through logging."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from service import _logs
+from service._exchange import Exchange
+from service._logs import AccessLog, configure_logging, direct_line
+
+SCOPE = {"method": "POST", "path": "/api/orders/7\n2026-01-01 INFO forged"}
+
+
+def exchange() -> Exchange:
+    done = Exchange()
+    done.request_id = "0123456789abcdef"
+    done.status, done.seconds, done.guest_seconds, done.db_seconds = 201, 0.0123456, 0.0000512, None
+    return done
+
+
+@pytest.fixture
+def stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """A buffer for the service's log; the test's own logging is put back after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield io.StringIO()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    monkeypatch.setattr(_logs, "_installed", None)
+
+
+def configure(stream: io.StringIO, level: str, json_lines: bool) -> None:
+    """The service's logging, configured as at start, writing to `stream`."""
+    configure_logging(level, json_lines)
+    logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_the_direct_line_is_the_formatted_record(stream: io.StringIO, json_lines: bool) -> None:
+    configure(stream, "INFO", json_lines)
+    handler = logging.getLogger().handlers[0]
+    message = AccessLog(json_lines).message(SCOPE, exchange())
+    for _ in range(3):  # across seconds too: the second's text is kept between lines
+        record = logging.getLogger("service.access").makeRecord(
+            "service.access", logging.INFO, __file__, 1, "%s", (message,), None
+        )
+        assert direct_line(message, record.created, int(record.msecs), json_lines) == handler.format(record)
+        record.created += 1.0
+        assert direct_line(message, record.created, int(record.msecs), json_lines) == handler.format(record)
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_an_access_line_is_written_whole_and_unforgeable(stream: io.StringIO, json_lines: bool) -> None:
+    configure(stream, "INFO", json_lines)
+    AccessLog(json_lines)(SCOPE, exchange())
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    if json_lines:
+        line = json.loads(lines[0])
+        assert (line["path"], line["status"], line["logger"], line["level"]) == (SCOPE["path"], 201, "service.access", "INFO")
+    else:
+        said = "POST /api/orders/7\\x0a2026-01-01 INFO forged 201 12.346ms guest=0.051ms db=-ms request_id=0123456789abcdef"
+        assert lines[0].endswith(" INFO service.access: " + said)
+
+
+def test_other_logging_gets_the_line_through_logging(stream: io.StringIO) -> None:
+    """A handler or filter added by whoever embeds the service sees every access line."""
+    configure(stream, "INFO", False)
+    seen: list[logging.LogRecord] = []
+    extra = logging.Handler()
+    extra.emit = seen.append  # type: ignore[method-assign]
+    logging.getLogger("service.access").addHandler(extra)
+    try:
+        AccessLog(False)(SCOPE, exchange())
+    finally:
+        logging.getLogger("service.access").removeHandler(extra)
+    assert [r.getMessage() for r in seen] == [AccessLog(False).message(SCOPE, exchange())]
+    assert stream.getvalue().count("service.access") == 1  # and the service's own handler once
+
+
+def test_no_line_below_info(stream: io.StringIO) -> None:
+    configure(stream, "WARNING", False)
+    AccessLog(False)(SCOPE, exchange())
+    assert stream.getvalue() == ""
