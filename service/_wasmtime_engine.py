@@ -13,7 +13,7 @@ from typing import Any
 
 from ._engine import CompiledModule, Engine, Export, HostFunction, Instance, InstanceLimits, first_line
 from ._errors import GuestFault, GuestLoadError, LimitExceeded, trap_frames
-from ._wasmtime_fast import unchecked_export, unchecked_import, unchecked_memory
+from ._wasmtime_fast import unchecked_epoch_deadline, unchecked_export, unchecked_import, unchecked_memory
 
 _TICK_SECONDS = 0.01
 _NO_DEADLINE_TICKS = 1 << 40
@@ -72,6 +72,7 @@ class _WasmtimeInstance(Instance):
         fast = unchecked_memory(wasmtime, store, self._memory)
         if fast is not None:
             self.memory_size, self._base = fast  # type: ignore[method-assign]
+        self._set_epoch_deadline = unchecked_epoch_deadline(wasmtime, store) or store.set_epoch_deadline
 
     def export(self, name: str) -> Export:
         fast = unchecked_export(self._wasmtime, self._store, self._exports[name], name, self._interrupt)
@@ -93,7 +94,7 @@ class _WasmtimeInstance(Instance):
         return call
 
     def set_deadline(self, seconds: float | None) -> None:
-        self._store.set_epoch_deadline(_ticks(seconds))
+        self._set_epoch_deadline(_ticks(seconds))
 
     def get_global(self, name: str) -> int:
         return int(self._exports[name].value(self._store))
@@ -107,7 +108,7 @@ class _WasmtimeInstance(Instance):
         self._keep.clear()
         self._exports = self._memory = None
         # The fast accessors hold the store's raw context: gone with it, never called after.
-        self.memory_size = self._base = _closed  # type: ignore[method-assign]
+        self.memory_size = self._base = self._set_epoch_deadline = _closed  # type: ignore[method-assign]
         self._store.close()
 
     def memory_size(self) -> int:
@@ -123,7 +124,7 @@ class _WasmtimeInstance(Instance):
         ctypes.memmove(self._base() + ptr, data, len(data))
 
 
-def _closed() -> int:
+def _closed(*args: object) -> Any:
     raise ValueError("the instance is closed")
 
 

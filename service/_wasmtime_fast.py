@@ -141,3 +141,22 @@ def unchecked_memory(wasmtime: Any, store: Any, memory: Any) -> tuple[Callable[[
         return int(data(context_address, memory_ref) or 0)
 
     return size, base
+
+
+def unchecked_epoch_deadline(wasmtime: Any, store: Any) -> Callable[[int], None] | None:
+    """Sets the store's epoch deadline, `ticks` after the current epoch, in one C call (called
+    at every entry into the guest); None, for the public path, where the internals are not as
+    expected. Not to be called after the store is closed."""
+    try:
+        context = ctypes.cast(store._context(), ctypes.c_void_p)
+        set_deadline = wasmtime._ffi.dll["wasmtime_context_set_epoch_deadline"]
+    except (AttributeError, ImportError, KeyError) as e:
+        _fell_back("epoch deadline", e)
+        return None
+    set_deadline.restype = None
+    set_deadline.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
+
+    def set_epoch_deadline(ticks: int) -> None:
+        set_deadline(context, ticks)
+
+    return set_epoch_deadline

@@ -46,6 +46,7 @@ def test_calls_into_and_out_of_the_guest_take_the_fast_paths() -> None:
     raw = instance.raw
     assert raw.memory_size() == raw._memory.data_len(raw._store) > 0
     assert raw._base() == ctypes.addressof(raw._memory.data_ptr(raw._store).contents)
+    assert raw._set_epoch_deadline.__qualname__ == "unchecked_epoch_deadline.<locals>.set_epoch_deadline"
     assert fallbacks == {}, f"a fast path fell back to wasmtime-py's public path: {fallbacks}"
     guest.retire()
 
