@@ -147,6 +147,24 @@ def create_app(url: DatabaseURL, plumbing: bool = False) -> Starlette:
     def fail(status: int, code: str, message: str, errors: list[dict[str, str]] | None = None) -> Response:
         return error(status, code, message, errors, headers)
 
+    def connection() -> Any:
+        """A pooled connection, `async with` it; with the plumbing, timed (`timed_connection`)."""
+        assert pool is not None
+        return pool.acquire() if metrics is None else timed_connection()
+
+    @asynccontextmanager
+    async def timed_connection() -> AsyncIterator[aiomysql.Connection]:
+        """The time from asking for a connection to giving it back, counted as the database's
+        (as the service counts the time its host functions are awaited)."""
+        assert pool is not None
+        started = time.perf_counter()
+        try:
+            async with pool.acquire() as conn:
+                yield conn
+        finally:
+            exchange = current_exchange()
+            exchange.db_seconds = (exchange.db_seconds or 0.0) + time.perf_counter() - started
+
     async def execute(cur: aiomysql.Cursor, sql: str, params: Any = None, function: str = "db_execute") -> None:
         """`cur.execute`; with the plumbing, timed and counted as the service's host functions are."""
         if metrics is None:
@@ -156,11 +174,8 @@ def create_app(url: DatabaseURL, plumbing: bool = False) -> Starlette:
         try:
             await cur.execute(sql, params)
         finally:
-            spent = time.perf_counter() - started
-            exchange = current_exchange()
-            exchange.db_seconds = (exchange.db_seconds or 0.0) + spent
             metrics.labelled(metrics.host_calls, function).inc()
-            metrics.labelled(metrics.host_call_seconds, function).observe(spent)
+            metrics.labelled(metrics.host_call_seconds, function).observe(time.perf_counter() - started)
 
     def observed(handler: Handler) -> Handler:
         """With the plumbing, what the service's endpoint adds around its guest: the logic's time
@@ -193,7 +208,7 @@ def create_app(url: DatabaseURL, plumbing: bool = False) -> Starlette:
 
     async def orders(request: Request) -> Response:
         assert pool is not None
-        async with pool.acquire() as conn, conn.cursor() as cur:
+        async with connection() as conn, conn.cursor() as cur:
             await execute(cur, f"SELECT {COLUMNS} FROM orders ORDER BY order_id", function="db_query")
             rows = await cur.fetchall()
         return Response("[" + ",".join(order_json(r) for r in rows) + "]", media_type="application/json", headers=headers)
@@ -203,7 +218,7 @@ def create_app(url: DatabaseURL, plumbing: bool = False) -> Starlette:
         raw = request.path_params["order_id"]
         if not re.fullmatch(r"\d{1,10}", raw):
             return fail(404, "order_not_found", f"there is no order with order_id {raw}")
-        async with pool.acquire() as conn, conn.cursor() as cur:
+        async with connection() as conn, conn.cursor() as cur:
             await execute(cur, f"SELECT {COLUMNS} FROM orders WHERE order_id = %s", (int(raw),), "db_query")
             row = await cur.fetchone()
         if row is None:
@@ -222,7 +237,7 @@ def create_app(url: DatabaseURL, plumbing: bool = False) -> Starlette:
         params, errors = parse_order(value)
         if errors:
             return fail(422, "invalid_order", "; ".join(f"{e['field']} {e['message']}" for e in errors), errors)
-        async with pool.acquire() as conn, conn.cursor() as cur:
+        async with connection() as conn, conn.cursor() as cur:
             try:
                 await execute(cur, f"INSERT INTO orders ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)", params)
             except aiomysql.IntegrityError:
@@ -245,7 +260,7 @@ def create_app(url: DatabaseURL, plumbing: bool = False) -> Starlette:
         if errors:
             return fail(422, "invalid_order", "; ".join(f"{e['field']} {e['message']}" for e in errors), errors)
         if rows:
-            async with pool.acquire() as conn:
+            async with connection() as conn:
                 await conn.begin()
                 try:
                     async with conn.cursor() as cur:
