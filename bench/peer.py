@@ -1,7 +1,15 @@
 """The plain-Python peer, for comparison only: the benchmarked endpoints and their rules written
 directly in Python (Starlette + aiomysql), with no Wasm guest. Not part of the service.
 
-    DATABASE_URL=mysql://root@127.0.0.1:3306/orders python bench/peer.py --port 8081
+    DATABASE_URL=mysql://root@127.0.0.1:3306/orders python bench/peer.py --port 8081 [--workers N] [--plumbing]
+
+With --plumbing it answers behind the service's own host plumbing, the service's modules
+composed as service/_app.py composes them: the exchange record (`_exchange`) and its observers
+(the Prometheus metrics of `_metrics`, the access line of `_logs`, at the service's LOG_LEVEL and
+LOG_FORMAT), request ids (`_request_ids`), CORS (`_cors`), /metrics; and, as the service adds to
+its answers, Server-Timing with the time in the logic and in the database, which are also
+counted where the service counts the guest's and its statements'. Between this peer and the
+service there is then the guest runtime alone: the sandbox, its ABI and host functions.
 """
 
 from __future__ import annotations
@@ -10,9 +18,12 @@ import argparse
 import json
 import os
 import re
-from collections.abc import AsyncIterator
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 import aiomysql
@@ -25,6 +36,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service import DatabaseURL
+from service._cors import Cors
+from service._exchange import Exchanges, current_exchange
+from service._logs import AccessLog, configure_logging
+from service._metrics import Metrics
+from service._request_ids import RequestIds
+from service._settings import Settings
 
 COLUMNS = "order_id, product_id, quantity, amount, shipping, tax, shipping_address"
 FIELDS = COLUMNS.split(", ")
@@ -37,11 +54,13 @@ DECODERS = {**conversions, FIELD_TYPE.NEWDECIMAL: Decimal}
 HEADERS = {"access-control-allow-origin": "*"}
 
 
-def error(status: int, code: str, message: str, errors: list[dict[str, str]] | None = None) -> Response:
+def error(
+    status: int, code: str, message: str, errors: list[dict[str, str]] | None = None, headers: dict[str, str] = HEADERS
+) -> Response:
     body: dict[str, Any] = {"code": code, "message": message}
     if errors:
         body.update(field=errors[0]["field"], errors=errors)
-    return Response(json.dumps({"status": False, "error": body}), status, media_type="application/json", headers=HEADERS)
+    return Response(json.dumps({"status": False, "error": body}), status, media_type="application/json", headers=headers)
 
 
 def parse_order(value: Any, path: str = "", id_required: bool = False) -> tuple[list[Any] | None, list[dict[str, str]]]:
@@ -97,11 +116,17 @@ def order_json(row: tuple[Any, ...]) -> str:
     )
 
 
-OK = Response(b'{"status":true}', media_type="application/json", headers=HEADERS)
+OK = b'{"status":true}'
+Handler = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(url: DatabaseURL) -> Starlette:
+def create_app(url: DatabaseURL, plumbing: bool = False) -> Starlette:
+    """The peer's app; with `plumbing`, behind the service's host plumbing (the module's doc)."""
     pool: aiomysql.Pool | None = None
+    # Behind the service's CORS middleware the peer adds no CORS header of its own.
+    headers = {} if plumbing else HEADERS
+    metrics = Metrics() if plumbing else None
+    ok = Response(OK, media_type="application/json", headers=headers)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -116,32 +141,93 @@ def create_app(url: DatabaseURL) -> Starlette:
         yield
         pool.close()
         await pool.wait_closed()
+        if metrics is not None:
+            metrics.close()
+
+    def fail(status: int, code: str, message: str, errors: list[dict[str, str]] | None = None) -> Response:
+        return error(status, code, message, errors, headers)
+
+    def connection() -> Any:
+        """A pooled connection, `async with` it; with the plumbing, timed (`timed_connection`)."""
+        assert pool is not None
+        return pool.acquire() if metrics is None else timed_connection()
+
+    @asynccontextmanager
+    async def timed_connection() -> AsyncIterator[aiomysql.Connection]:
+        """The time from asking for a connection to giving it back, counted as the database's
+        (as the service counts the time its host functions are awaited)."""
+        assert pool is not None
+        started = time.perf_counter()
+        try:
+            async with pool.acquire() as conn:
+                yield conn
+        finally:
+            exchange = current_exchange()
+            exchange.db_seconds = (exchange.db_seconds or 0.0) + time.perf_counter() - started
+
+    async def execute(cur: aiomysql.Cursor, sql: str, params: Any = None, function: str = "db_execute") -> None:
+        """`cur.execute`; with the plumbing, timed and counted as the service's host functions are."""
+        if metrics is None:
+            await cur.execute(sql, params)
+            return
+        started = time.perf_counter()
+        try:
+            await cur.execute(sql, params)
+        finally:
+            metrics.labelled(metrics.host_calls, function).inc()
+            metrics.labelled(metrics.host_call_seconds, function).observe(time.perf_counter() - started)
+
+    def observed(handler: Handler) -> Handler:
+        """With the plumbing, what the service's endpoint adds around its guest: the logic's time
+        (the request's less the database's, as the guest's is measured) counted in the metrics and
+        the exchange, and Server-Timing on the answer."""
+        if metrics is None:
+            return handler
+
+        async def run(request: Request) -> Response:
+            exchange = current_exchange()
+            exchange.db_seconds = 0.0
+            started = time.perf_counter()
+            response = await handler(request)
+            db_seconds = exchange.db_seconds
+            exchange.guest_seconds = logic_seconds = time.perf_counter() - started - db_seconds
+            metrics.labelled(metrics.guest_invocations, "python", "ok").inc()
+            metrics.labelled(metrics.guest_seconds, "python").observe(logic_seconds)
+            timing = f'app;dur={logic_seconds * 1000:.3f};desc="python", db;dur={db_seconds * 1000:.3f};desc="database"'
+            response.raw_headers.append((b"server-timing", timing.encode()))
+            return response
+
+        return run
 
     async def body_json(request: Request) -> Any:
         """The body as JSON, or the 400 answer when it is not JSON."""
         try:
             return json.loads(await request.body())
         except ValueError as e:
-            return error(400, "malformed_json", f"the request body is not valid JSON: {e}")
+            return fail(400, "malformed_json", f"the request body is not valid JSON: {e}")
 
     async def orders(request: Request) -> Response:
         assert pool is not None
-        async with pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute(f"SELECT {COLUMNS} FROM orders ORDER BY order_id")
+        async with connection() as conn, conn.cursor() as cur:
+            await execute(cur, f"SELECT {COLUMNS} FROM orders ORDER BY order_id", function="db_query")
             rows = await cur.fetchall()
-        return Response("[" + ",".join(order_json(r) for r in rows) + "]", media_type="application/json", headers=HEADERS)
+        return Response("[" + ",".join(order_json(r) for r in rows) + "]", media_type="application/json", headers=headers)
 
     async def get_order(request: Request) -> Response:
         assert pool is not None
         raw = request.path_params["order_id"]
         if not re.fullmatch(r"\d{1,10}", raw):
-            return error(404, "order_not_found", f"there is no order with order_id {raw}")
-        async with pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute(f"SELECT {COLUMNS} FROM orders WHERE order_id = %s", (int(raw),))
+            return fail(404, "order_not_found", f"there is no order with order_id {raw}")
+        async with connection() as conn, conn.cursor() as cur:
+            await execute(cur, f"SELECT {COLUMNS} FROM orders WHERE order_id = %s", (int(raw),), "db_query")
             row = await cur.fetchone()
         if row is None:
-            return error(404, "order_not_found", f"there is no order with order_id {raw}")
-        return Response(order_json(row), media_type="application/json", headers=HEADERS)
+            return fail(404, "order_not_found", f"there is no order with order_id {raw}")
+        return Response(order_json(row), media_type="application/json", headers=headers)
+
+    def done() -> Response:
+        # Behind the plumbing every answer gets a header of its own (Server-Timing): not shared.
+        return ok if metrics is None else Response(OK, media_type="application/json")
 
     async def create_order(request: Request) -> Response:
         assert pool is not None
@@ -150,13 +236,13 @@ def create_app(url: DatabaseURL) -> Starlette:
             return value
         params, errors = parse_order(value)
         if errors:
-            return error(422, "invalid_order", "; ".join(f"{e['field']} {e['message']}" for e in errors), errors)
-        async with pool.acquire() as conn, conn.cursor() as cur:
+            return fail(422, "invalid_order", "; ".join(f"{e['field']} {e['message']}" for e in errors), errors)
+        async with connection() as conn, conn.cursor() as cur:
             try:
-                await cur.execute(f"INSERT INTO orders ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)", params)
+                await execute(cur, f"INSERT INTO orders ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)", params)
             except aiomysql.IntegrityError:
-                return error(409, "duplicate_order_id", "order_id is already used by another order")
-        return OK
+                return fail(409, "duplicate_order_id", "order_id is already used by another order")
+        return done()
 
     async def create_orders(request: Request) -> Response:
         assert pool is not None
@@ -164,7 +250,7 @@ def create_app(url: DatabaseURL) -> Starlette:
         if isinstance(value, Response):
             return value
         if not isinstance(value, list):
-            return error(422, "invalid_order", "body must be a JSON array of orders")
+            return fail(422, "invalid_order", "body must be a JSON array of orders")
         rows, errors = [], []
         for i, item in enumerate(value):
             params, bad = parse_order(item, f"[{i}].")
@@ -172,38 +258,87 @@ def create_app(url: DatabaseURL) -> Starlette:
             if params:
                 rows.append(params)
         if errors:
-            return error(422, "invalid_order", "; ".join(f"{e['field']} {e['message']}" for e in errors), errors)
+            return fail(422, "invalid_order", "; ".join(f"{e['field']} {e['message']}" for e in errors), errors)
         if rows:
-            async with pool.acquire() as conn:
+            async with connection() as conn:
                 await conn.begin()
                 try:
                     async with conn.cursor() as cur:
                         placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
-                        await cur.execute(f"INSERT INTO orders ({COLUMNS}) VALUES {placeholders}", [p for r in rows for p in r])
+                        await execute(cur, f"INSERT INTO orders ({COLUMNS}) VALUES {placeholders}", [p for r in rows for p in r])
                     await conn.commit()
                 except aiomysql.IntegrityError:
                     await conn.rollback()
-                    return error(409, "duplicate_order_id", "an order_id is already used by another order")
-        return OK
+                    return fail(409, "duplicate_order_id", "an order_id is already used by another order")
+        return done()
+
+    async def healthz(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
 
     routes = [
-        Route("/orders", orders),
-        Route("/api/orders/{order_id}", get_order),
-        Route("/create_order", create_order, methods=["POST"]),
-        Route("/create_orders", create_orders, methods=["POST"]),
-        Route("/healthz", lambda r: Response(b'{"status":"ok"}', media_type="application/json")),
+        Route("/orders", observed(orders)),
+        Route("/api/orders/{order_id}", observed(get_order)),
+        Route("/create_order", observed(create_order), methods=["POST"]),
+        Route("/create_orders", observed(create_orders), methods=["POST"]),
+        Route("/healthz", healthz),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    if metrics is None:
+        return Starlette(routes=routes, lifespan=lifespan)
+
+    async def render_metrics(request: Request) -> Response:
+        return metrics.render()
+
+    routes.append(Route("/metrics", render_metrics))
+    app = Starlette(routes=routes, lifespan=lifespan)
+    settings = Settings.from_environ()
+    # As service/_app.py adds them: CORS innermost, then the request id, the exchange outermost.
+    app.add_middleware(Cors)
+    app.add_middleware(RequestIds)
+    app.add_middleware(Exchanges, observers=[metrics.observe_request, AccessLog(settings.log_format == "json")])
+    return app
+
+
+def app_from_environ() -> Starlette:
+    """The app as a uvicorn factory, for worker processes (PEER_PLUMBING=1: with the plumbing)."""
+    plumbing = os.environ.get("PEER_PLUMBING") == "1"
+    if plumbing:
+        settings = Settings.from_environ()
+        configure_logging(settings.log_level, settings.log_format == "json")
+    return create_app(DatabaseURL.parse(os.environ["DATABASE_URL"]), plumbing)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--plumbing", action="store_true", help="behind the service's host plumbing")
+    args = parser.parse_args()
+    if args.plumbing:
+        os.environ["PEER_PLUMBING"] = "1"
+    common: dict[str, Any] = {"host": "127.0.0.1", "port": args.port, "access_log": False}
+    if args.plumbing:
+        # As python -m service runs uvicorn: its logging, and its limit on requests at once.
+        settings = Settings.from_environ()
+        configure_logging(settings.log_level, settings.log_format == "json")
+        common.update(log_config=None, limit_concurrency=settings.max_connections)
+    else:
+        common.update(log_level="warning")
+    if args.workers == 1:
+        uvicorn.run(app_from_environ(), **common)
+        return
+    shared = None
+    if args.plumbing:
+        from service.__main__ import _metrics_dir
+
+        shared = _metrics_dir()  # as python -m service: the workers' metrics reported together
+    try:
+        uvicorn.run(
+            "peer:app_from_environ", factory=True, app_dir=str(Path(__file__).resolve().parent), workers=args.workers, **common
+        )
+    finally:
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, default=8081)
-    args = parser.parse_args()
-    uvicorn.run(
-        create_app(DatabaseURL.parse(os.environ["DATABASE_URL"])),
-        host="127.0.0.1",
-        port=args.port,
-        access_log=False,
-        log_level="warning",
-    )
+    main()

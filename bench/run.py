@@ -1,10 +1,19 @@
 """The benchmark: the service on each engine against the plain-Python peer, measured in turn in
 one run on this machine, plus the database ceiling and micro-benchmarks of the guest.
 
-    .venv-3.10/bin/python bench/run.py [--seconds 10] [--connections 16]
+    .venv-3.10/bin/python bench/run.py [--seconds 4] [--rounds 3] [--connections 16] [--bursts 5] [--quick]
+
+The targets, all serving at once: the plain-Python peer (bench/peer.py); the same peer behind the
+service's own host plumbing (`peer.py --plumbing`: request ids, metrics, access line,
+Server-Timing, CORS), so that the service's CPU less its CPU is the sandbox's own cost; the
+service on each engine; and the peer and the service with two worker processes each. Measured:
+every endpoint on the one-worker targets; the single-row endpoints at 1, 4 and 16 connections
+(time in the guest per invocation); the single-row endpoints on the two-worker targets; resident
+memory of every server after bursts of 64 connections on GET /orders. Issue 12's targets are
+checked against the figures, each met or missed and by how much.
 
 Needs wrk (apt-get install wrk) and MariaDB's binaries; starts its own MariaDB. Writes
-bench/results/results.json and bench/results/results.png and prints the table.
+bench/results/results.json and bench/results/results.png and prints the tables (Markdown).
 """
 
 from __future__ import annotations
@@ -88,7 +97,7 @@ def parse_wrk(text: str) -> dict[str, float]:
 
 
 def run_wrk(base: str, method: str, path: str, body: Any, seconds: int, connections: int, tmp: Path) -> dict[str, float]:
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", base + path]
+    command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency", base + path]
     env = dict(os.environ)
     if method == "POST":
         body_file = tmp / "body.json"
@@ -112,67 +121,183 @@ def guest_seconds(base: str) -> tuple[float, float]:
     return total, count
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (a server with workers is a parent and its children; Linux)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    return tree
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of a process and its live descendants (Linux)."""
+    total = 0.0
+    for each in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
-def measure_targets(url: Any, engines: list[str], seconds: int, rounds: int, connections: int, tmp: Path) -> dict[str, Any]:
-    """Every target serves at once, each on its own port; each endpoint is measured on each
-    target in turn, `rounds` times, so that a noisy neighbour or a slow minute falls on all of
-    them alike. Throughput is over all rounds; p50 and p99 are the medians of the rounds'; CPU
-    is the server process's own time per request."""
-    db_url = f"mysql://{url.user}@{url.host}:{url.port}/{url.database}"
-    targets = {"python peer": [sys.executable, str(BENCH / "peer.py")]}
-    for engine in engines:
-        targets[f"service on {engine}"] = [sys.executable, "-m", "service"]
-    seed(url)
-    processes: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
-    results: dict[str, dict[str, Any]] = {}
-    try:
-        for name, command in targets.items():
+def rss_mib(pid: int) -> float:
+    """Resident memory (VmRSS) of a process and its descendants, in MiB (Linux)."""
+    total = 0
+    for each in process_tree(pid):
+        try:
+            status = Path(f"/proc/{each}/status").read_text()
+        except OSError:
+            continue
+        found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+        total += int(found.group(1)) if found else 0
+    return total / 1024
+
+
+PEER = "python peer"
+PLUMBED = "plumbing peer"
+WORKERS = 2
+#: the single-row endpoints: the sandbox's own cost has its target there, and the time in the
+#: guest is measured at several numbers of connections, and the servers with workers on them
+SINGLE_ROW = ["GET /api/orders/{id}", "POST /create_order"]
+SWEEP_CONNECTIONS = (1, 4, 16)
+#: the sandbox's own CPU per single-row request may be at most this (issue 12, item 6)
+SANDBOX_US = {"wasmer": 20.0, "wasmtime": 30.0}
+
+
+class Servers:
+    """Every target serving at once, each on its own port, and measurements of them with wrk."""
+
+    def __init__(self, url: Any, engines: list[str], tmp: Path) -> None:
+        self.tmp = tmp
+        self.db_url = f"mysql://{url.user}@{url.host}:{url.port}/{url.database}"
+        peer = [sys.executable, str(BENCH / "peer.py")]
+        many = ["--workers", str(WORKERS)]
+        #: name: (command, engine); the one-worker targets first
+        self.commands: dict[str, tuple[list[str], str | None]] = {PEER: (peer, None), PLUMBED: ([*peer, "--plumbing"], None)}
+        for engine in engines:
+            self.commands[f"service on {engine}"] = ([sys.executable, "-m", "service"], engine)
+        self.commands[f"{PEER}, {WORKERS} workers"] = ([*peer, *many], None)
+        for engine in engines:
+            self.commands[f"service on {engine}, {WORKERS} workers"] = ([sys.executable, "-m", "service", *many], engine)
+        self.processes: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+        self.started: dict[str, dict[str, float]] = {}
+
+    def single(self) -> list[str]:
+        return [name for name in self.commands if "workers" not in name]
+
+    def with_workers(self) -> list[str]:
+        return [name for name in self.commands if "workers" in name]
+
+    def start(self) -> None:
+        for name, (command, engine) in self.commands.items():
             port = free_port()
-            env = {**os.environ, "DATABASE_URL": db_url, "LOG_LEVEL": "WARNING"}
-            if name.startswith("service on "):
-                env["WASM_ENGINE"] = name.removeprefix("service on ")
+            env = {**os.environ, "DATABASE_URL": self.db_url, "LOG_LEVEL": "WARNING"}
+            if engine is not None:
+                env["WASM_ENGINE"] = engine
             process = subprocess.Popen(
                 [*command, "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            processes[name] = (process, f"http://127.0.0.1:{port}")
-            results[name] = {"start_to_first_answer_s": wait_healthy(processes[name][1], process)}
-        for endpoint, method, path, body in ENDPOINTS:  # reads first, on the 100 seeded orders
-            runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
-            cpu = {name: 0.0 for name in targets}
-            in_guest = {name: (0.0, 0.0) for name in targets}
-            for _ in range(rounds):
-                for name, (process, base) in processes.items():
-                    before = cpu_seconds(process.pid)
-                    guest_before = guest_seconds(base) if name != "python peer" else (0.0, 0.0)
-                    runs[name].append(run_wrk(base, method, path, body, seconds, connections, tmp))
-                    cpu[name] += cpu_seconds(process.pid) - before
-                    if name != "python peer":
-                        guest_after = guest_seconds(base)
-                        in_guest[name] = (
-                            in_guest[name][0] + guest_after[0] - guest_before[0],
-                            in_guest[name][1] + guest_after[1] - guest_before[1],
-                        )
-            for name in targets:
-                requests = sum(r["rps"] for r in runs[name]) * seconds
-                results[name][endpoint] = {
-                    "rps": requests / (seconds * rounds),
-                    "p50_ms": statistics.median(r["p50_ms"] for r in runs[name]),
-                    "p99_ms": statistics.median(r["p99_ms"] for r in runs[name]),
-                    "cpu_us_per_request": cpu[name] / requests * 1e6,
-                    "guest_us_per_request": in_guest[name][0] / in_guest[name][1] * 1e6 if in_guest[name][1] else None,
-                    "non_2xx": sum(r["non_2xx"] for r in runs[name]),
-                }
-                print(f"  {name:22} {endpoint:28} {results[name][endpoint]['rps']:9.0f} req/s", flush=True)
-    finally:
-        for process, _ in processes.values():
+            self.processes[name] = (process, f"http://127.0.0.1:{port}")
+            up = wait_healthy(self.processes[name][1], process)
+            self.started[name] = {"start_to_first_answer_s": up, "rss_at_start_mib": rss_mib(process.pid)}
+
+    def stop(self) -> None:
+        for process, _ in self.processes.values():
             process.terminate()
+        for process, _ in self.processes.values():
             process.wait(30)
-    return results
+
+    def run(self, name: str, method: str, path: str, body: Any, seconds: int, connections: int) -> dict[str, float]:
+        """One wrk run on one target: wrk's figures, with the server's CPU seconds and (where it
+        has /metrics) its guest seconds and invocations over the run."""
+        process, base = self.processes[name]
+        observed = name != PEER and not name.startswith(PEER + ",")
+        before = cpu_seconds(process.pid)
+        guest_before = guest_seconds(base) if observed else (0.0, 0.0)
+        out = run_wrk(base, method, path, body, seconds, connections, self.tmp)
+        out["cpu_s"] = cpu_seconds(process.pid) - before
+        guest_after = guest_seconds(base) if observed else (0.0, 0.0)
+        out["guest_s"], out["invocations"] = guest_after[0] - guest_before[0], guest_after[1] - guest_before[1]
+        return out
+
+    def measure(self, names: list[str], endpoints: list[str], seconds: int, rounds: int, connections: int) -> dict[str, Any]:
+        """Each endpoint on each target in turn, `rounds` times, so that a noisy neighbour or a
+        slow minute falls on all of them alike. Throughput is over all rounds; p50 and p99 are
+        the medians of the rounds'; CPU is the server's own time (its workers' included) per
+        request; time in the guest is the server's own count (/metrics) per invocation."""
+        results: dict[str, dict[str, Any]] = {name: {} for name in names}
+        for endpoint, method, path, body in ENDPOINTS:
+            if endpoint not in endpoints:
+                continue
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+            for _ in range(rounds):
+                for name in names:
+                    runs[name].append(self.run(name, method, path, body, seconds, connections))
+            for name in names:
+                results[name][endpoint] = summary(runs[name], seconds)
+                print(f"  {name:30} {endpoint:28} {results[name][endpoint]['rps']:9.0f} req/s", flush=True)
+        return results
+
+    def sweep(self, names: list[str], seconds: int) -> dict[str, Any]:
+        """The single-row endpoints at 1, 4 and 16 connections (the cache hypothesis: does the time
+        in the guest grow with the number of requests, hence live instances, at once?)."""
+        out: dict[str, dict[str, dict[str, Any]]] = {name: {e: {} for e in SINGLE_ROW} for name in names}
+        for connections in SWEEP_CONNECTIONS:
+            for endpoint, method, path, body in ENDPOINTS:
+                if endpoint not in SINGLE_ROW:
+                    continue
+                for name in names:
+                    measured = summary([self.run(name, method, path, body, seconds, connections)], seconds)
+                    out[name][endpoint][str(connections)] = measured
+                    print(
+                        f"  {name:30} {endpoint:28} {connections:3} connections: "
+                        f"guest {fmt(measured['guest_us_per_request'], '.0f')} us/request",
+                        flush=True,
+                    )
+        return out
+
+    def memory(self, names: list[str], bursts: int, seconds: int) -> dict[str, Any]:
+        """Resident memory of each server after `bursts` bursts of 64 concurrent GET /orders."""
+        out = {}
+        for name in names:
+            process, base = self.processes[name]
+            before = rss_mib(process.pid)
+            for _ in range(bursts):
+                run_wrk(base, "GET", "/orders", None, seconds, 64, self.tmp)
+            time.sleep(0.5)
+            out[name] = {
+                "rss_at_start_mib": self.started[name]["rss_at_start_mib"],
+                "rss_before_bursts_mib": before,
+                "rss_after_bursts_mib": rss_mib(process.pid),
+            }
+            print(f"  {name:30} {out[name]['rss_after_bursts_mib']:7.1f} MiB after the bursts", flush=True)
+        return out
+
+
+def summary(runs: list[dict[str, float]], seconds: int) -> dict[str, Any]:
+    requests = sum(r["rps"] for r in runs) * seconds
+    invocations = sum(r["invocations"] for r in runs)
+    return {
+        "rps": requests / (seconds * len(runs)),
+        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+        "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+        "cpu_us_per_request": sum(r["cpu_s"] for r in runs) / requests * 1e6,
+        "guest_us_per_request": sum(r["guest_s"] for r in runs) / invocations * 1e6 if invocations else None,
+        "non_2xx": sum(r["non_2xx"] for r in runs),
+    }
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
 
 
 async def database_ceiling(url: Any, seconds: float, connections: int) -> dict[str, float]:
@@ -394,8 +519,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=4, help="per round, endpoint and target (default 4)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, taking the targets in turn (default 3)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections (default 16)")
+    parser.add_argument("--bursts", type=int, default=5, help="bursts of 64 connections before the memory is read (default 5)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a check that everything runs, not figures to keep: 2 s, one round, 3 bursts, no micro-benchmarks",
+    )
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds, args.bursts = 2, 1, 3
     if shutil.which("wrk") is None:
         print("bench: wrk is needed (apt-get install wrk)", file=sys.stderr)
         return 2
@@ -405,15 +538,36 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="orders-bench-"))
     server = EmbeddedMariaDB(tmp / "data", database="orders_bench")
     url = server.start()
+    servers = Servers(url, engines, tmp)
+    services = [f"service on {engine}" for engine in engines]
     try:
+        seed(url)
+        servers.start()
         print(
             f"throughput, {args.rounds} x {args.seconds} s per endpoint and target, {args.connections} connections (wrk)",
             flush=True,
         )
-        throughput = measure_targets(url, engines, args.seconds, args.rounds, args.connections, tmp)
+        measured = servers.measure(servers.single(), [e[0] for e in ENDPOINTS], args.seconds, args.rounds, args.connections)
+        throughput = {
+            name: {"start_to_first_answer_s": servers.started[name]["start_to_first_answer_s"], **measured[name]}
+            for name in measured
+        }
+        print(f"time in the guest by connections, {args.seconds} s each", flush=True)
+        by_connections = servers.sweep([PLUMBED, *services], args.seconds)
+        print(f"{WORKERS} workers, {args.rounds} x {args.seconds} s, {args.connections} connections", flush=True)
+        measured = servers.measure(servers.with_workers(), SINGLE_ROW, args.seconds, args.rounds, args.connections)
+        workers = {
+            name: {"start_to_first_answer_s": servers.started[name]["start_to_first_answer_s"], **measured[name]}
+            for name in measured
+        }
+        seed(url)  # GET /orders on the 100 seeded orders again
+        print(f"resident memory after {args.bursts} bursts of 64 connections, 1 s each, GET /orders", flush=True)
+        memory = servers.memory(list(servers.commands), args.bursts, 1)
+        servers.stop()
         seed(url)
         ceiling = asyncio.run(database_ceiling(url, 5, args.connections))
     finally:
+        servers.stop()
         server.stop()
     results: dict[str, Any] = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -424,10 +578,16 @@ def main() -> int:
         "rounds": args.rounds,
         "connections": args.connections,
         "throughput": throughput,
+        "guest_by_connections": by_connections,
+        f"throughput_{WORKERS}_workers": workers,
+        "memory_after_bursts": {"bursts": args.bursts, "connections": 64, "endpoint": "GET /orders", "servers": memory},
         "database_ceiling_statements_per_s": ceiling,
-        "micro": {engine: micro(engine) for engine in engines},
-        "compute_wasm_vs_native": compute(engines, tmp),
     }
+    results["sandbox_cost_us_per_request"] = sandbox_costs(results, engines)
+    results["targets"] = check_targets(results, engines)
+    if not args.quick:
+        results["micro"] = {engine: micro(engine) for engine in engines}
+        results["compute_wasm_vs_native"] = compute(engines, tmp)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     chart(results, args.out / "results.png")
@@ -435,31 +595,169 @@ def main() -> int:
     return 0
 
 
-def print_table(results: dict[str, Any]) -> None:
-    peer = results["throughput"]["python peer"]
-    print(
-        f"\n{'endpoint':28} {'target':22} {'req/s':>8} {'x peer':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99 x':>6} "
-        f"{'cpu us/req':>10} {'cpu x':>6} {'guest us/req':>12}"
-    )
+def sandbox_costs(results: dict[str, Any], engines: list[str]) -> dict[str, Any]:
+    """The sandbox's own CPU per request: the service's less the plumbing peer's (the same host
+    plumbing, the same logic in plain Python), per engine and endpoint; and at each number of
+    connections of the sweep."""
+    plumbed = results["throughput"][PLUMBED]
+    swept = results["guest_by_connections"][PLUMBED]
+    out: dict[str, Any] = {}
+    for engine in engines:
+        service = results["throughput"][f"service on {engine}"]
+        service_swept = results["guest_by_connections"][f"service on {engine}"]
+        out[engine] = {e[0]: service[e[0]]["cpu_us_per_request"] - plumbed[e[0]]["cpu_us_per_request"] for e in ENDPOINTS}
+        out[engine]["by_connections"] = {
+            endpoint: {
+                c: service_swept[endpoint][c]["cpu_us_per_request"] - swept[endpoint][c]["cpu_us_per_request"]
+                for c in service_swept[endpoint]
+            }
+            for endpoint in SINGLE_ROW
+        }
+    return out
+
+
+def check_targets(results: dict[str, Any], engines: list[str]) -> list[dict[str, Any]]:
+    """Issue 12's targets, each met or missed and by how much (`margin`: how far inside the limit
+    the figure is, in its unit; negative when missed)."""
+    out: list[dict[str, Any]] = []
+
+    def check(target: str, endpoint: str, server: str, measured: float, limit: float, unit: str, at_least: bool) -> None:
+        margin = measured - limit if at_least else limit - measured
+        out.append(
+            {"target": target, "endpoint": endpoint, "server": server, "measured": measured, "limit": limit, "unit": unit}
+            | {"at_least": at_least, "met": margin >= 0, "margin": margin}
+        )
+
+    workers = results[f"throughput_{WORKERS}_workers"]
+    peer_workers = workers[f"{PEER}, {WORKERS} workers"]
     for endpoint, *_ in ENDPOINTS:
-        for name, numbers in results["throughput"].items():
+        peer = results["throughput"][PEER][endpoint]
+        for engine in engines:
+            service = results["throughput"][f"service on {engine}"][endpoint]
+            check("throughput ≥ 1.0× peer", endpoint, engine, service["rps"] / peer["rps"], 1.0, "×", True)
+            check("p99 ≤ 1.2× peer's", endpoint, engine, service["p99_ms"] / peer["p99_ms"], 1.2, "×", False)
+            if endpoint in SINGLE_ROW:
+                cost = results["sandbox_cost_us_per_request"][engine][endpoint]
+                check("sandbox's own CPU", endpoint, engine, cost, SANDBOX_US[engine], "µs", False)
+        if endpoint in SINGLE_ROW:
+            for engine in engines:
+                service = workers[f"service on {engine}, {WORKERS} workers"][endpoint]
+                peer = peer_workers[endpoint]
+                server = f"{engine}, {WORKERS} workers"
+                check("throughput ≥ 1.0× peer", endpoint, server, service["rps"] / peer["rps"], 1.0, "×", True)
+                check("p99 ≤ 1.2× peer's", endpoint, server, service["p99_ms"] / peer["p99_ms"], 1.2, "×", False)
+    memory = results["memory_after_bursts"]["servers"]
+    for engine in engines:
+        for suffix in ("", f", {WORKERS} workers"):
+            rss = memory[f"service on {engine}{suffix}"]["rss_after_bursts_mib"]
+            peer_rss = memory[f"{PEER}{suffix}"]["rss_after_bursts_mib"]
+            check("RSS after bursts ≤ 2× peer's", "GET /orders ×64", engine + suffix, rss / peer_rss, 2.0, "×", False)
+    return out
+
+
+def print_table(results: dict[str, Any]) -> None:
+    """The tables, in Markdown (for the README)."""
+    throughput = results["throughput"]
+    peer = throughput[PEER]
+    print(f"\n{results['date'][:10]}, {results['machine']}: `{results['command']}`")
+    print(
+        f"\nThroughput, {results['rounds']} x {results['seconds']} s per endpoint and target, "
+        f"{results['connections']} connections. CPU: the server's own per request; guest: time in the guest per "
+        "invocation (the plumbing peer: its plain-Python logic, less the database); sandbox: the service's CPU "
+        "less the plumbing peer's.\n"
+    )
+    print(
+        "| endpoint | target | req/s | × peer | p50 ms | p99 ms | p99 × peer | CPU µs/req | CPU × peer | guest µs/req "
+        "| sandbox µs/req |"
+    )
+    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for endpoint, *_ in ENDPOINTS:
+        for name, numbers in throughput.items():
             m, base = numbers[endpoint], peer[endpoint]
+            engine = name.removeprefix("service on ")
+            sandbox = results["sandbox_cost_us_per_request"].get(engine, {}).get(endpoint)
             print(
-                f"{endpoint:28} {name:22} {m['rps']:8.0f} {m['rps'] / base['rps']:7.2f} {m['p50_ms']:7.2f} "
-                f"{m['p99_ms']:7.2f} {m['p99_ms'] / base['p99_ms']:6.2f} {m['cpu_us_per_request']:10.0f} "
-                f"{m['cpu_us_per_request'] / base['cpu_us_per_request']:6.2f} "
-                f"{'' if m['guest_us_per_request'] is None else format(m['guest_us_per_request'], '12.0f')}"
+                f"| {endpoint} | {name} | {m['rps']:.0f} | {m['rps'] / base['rps']:.2f} | {m['p50_ms']:.2f} | "
+                f"{m['p99_ms']:.2f} | {m['p99_ms'] / base['p99_ms']:.2f} | {m['cpu_us_per_request']:.0f} | "
+                f"{m['cpu_us_per_request'] / base['cpu_us_per_request']:.2f} | {fmt(m['guest_us_per_request'], '.0f')} | "
+                f"{fmt(sandbox, '.0f')} |"
             )
-        print(f"{endpoint:28} {'database ceiling':22} {results['database_ceiling_statements_per_s'][endpoint]:8.0f}")
-    for engine, m in results["micro"].items():
-        print(f"\n{engine}: " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()))
-    for name, numbers in results["throughput"].items():
+        ceiling = results["database_ceiling_statements_per_s"][endpoint]
+        print(f"| {endpoint} | database ceiling (statements/s) | {ceiling:.0f} | | | | | | | | |")
+
+    swept = results["guest_by_connections"]
+    counts = list(next(iter(next(iter(swept.values())).values())))
+    print(
+        f"\nTime in the guest per invocation by connections, µs ({results['seconds']} s each; the plumbing peer: its "
+        "logic); in brackets the CPU per request, and for the service the sandbox's own CPU (less the plumbing peer's).\n"
+    )
+    print("| endpoint | target | " + " | ".join(f"{c} conn." for c in counts) + " |")
+    print("|---|---|" + "--:|" * len(counts))
+    for endpoint in SINGLE_ROW:
+        for name, numbers in swept.items():
+            engine = name.removeprefix("service on ")
+            cost = results["sandbox_cost_us_per_request"].get(engine, {}).get("by_connections", {}).get(endpoint, {})
+            cells = []
+            for c in counts:
+                m = numbers[endpoint][c]
+                extra = f"; sandbox {cost[c]:.0f}" if c in cost else ""
+                cells.append(f"{fmt(m['guest_us_per_request'], '.0f')} (CPU {m['cpu_us_per_request']:.0f}{extra})")
+            print(f"| {endpoint} | {name} | " + " | ".join(cells) + " |")
+
+    workers = results[f"throughput_{WORKERS}_workers"]
+    peer_workers = workers[f"{PEER}, {WORKERS} workers"]
+    print(f"\n{WORKERS} workers each, {results['rounds']} x {results['seconds']} s, {results['connections']} connections.\n")
+    print("| endpoint | target | req/s | × peer | p50 ms | p99 ms | p99 × peer | CPU µs/req | guest µs/req |")
+    print("|---|---|--:|--:|--:|--:|--:|--:|--:|")
+    for endpoint in SINGLE_ROW:
+        for name, numbers in workers.items():
+            m, base = numbers[endpoint], peer_workers[endpoint]
+            print(
+                f"| {endpoint} | {name} | {m['rps']:.0f} | {m['rps'] / base['rps']:.2f} | {m['p50_ms']:.2f} | "
+                f"{m['p99_ms']:.2f} | {m['p99_ms'] / base['p99_ms']:.2f} | {m['cpu_us_per_request']:.0f} | "
+                f"{fmt(m['guest_us_per_request'], '.0f')} |"
+            )
+
+    memory = results["memory_after_bursts"]
+    print(
+        f"\nResident memory (VmRSS, a server's processes added up), MiB, after {memory['bursts']} bursts of "
+        f"{memory['connections']} connections on {memory['endpoint']}.\n"
+    )
+    print("| server | at start | before the bursts | after the bursts | × peer |")
+    print("|---|--:|--:|--:|--:|")
+    for name, m in memory["servers"].items():
+        base = memory["servers"][f"{PEER}, {WORKERS} workers" if "workers" in name else PEER]["rss_after_bursts_mib"]
+        print(
+            f"| {name} | {m['rss_at_start_mib']:.0f} | {m['rss_before_bursts_mib']:.0f} | {m['rss_after_bursts_mib']:.0f} | "
+            f"{m['rss_after_bursts_mib'] / base:.2f} |"
+        )
+
+    print("\nTargets (issue 12): met or missed, and by how much.\n")
+    print("| target | endpoint | engine | measured | limit | | by |")
+    print("|---|---|---|--:|--:|---|--:|")
+    for t in results["targets"]:
+        unit = t["unit"]
+        number = ".0f" if unit == "µs" else ".2f"
+        sign = "≥" if t["at_least"] else "≤"
+        verdict = "met" if t["met"] else "**missed**"
+        by = "to spare" if t["met"] else "short" if t["at_least"] else "over"
+        measured, limit, margin = (
+            format(t[k] if k != "margin" else abs(t[k]), number) + unit for k in ("measured", "limit", "margin")
+        )
+        print(f"| {t['target']} | {t['endpoint']} | {t['server']} | {measured} | {sign} {limit} | {verdict} | {margin} {by} |")
+    met = sum(t["met"] for t in results["targets"])
+    print(f"\n{met} of {len(results['targets'])} targets met.")
+
+    for name, numbers in {**throughput, **workers}.items():
         print(f"{name}: start to first answer {numbers['start_to_first_answer_s']:.2f} s")
-    c = results["compute_wasm_vs_native"]
-    print(f"\nvalidating and encoding {c['orders']} orders: native {c['native_ms']:.1f} ms", end="")
-    for engine in results["micro"]:
-        print(f", {engine} {c[f'{engine}_ms']:.1f} ms ({c[f'{engine}_to_native']:.2f}x native)", end="")
-    print()
+    for engine, m in results.get("micro", {}).items():
+        print(f"\n{engine}: " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()))
+    c = results.get("compute_wasm_vs_native")
+    if c:
+        print(f"\nvalidating and encoding {c['orders']} orders: native {c['native_ms']:.1f} ms", end="")
+        for engine in results["micro"]:
+            print(f", {engine} {c[f'{engine}_ms']:.1f} ms ({c[f'{engine}_to_native']:.2f}x native)", end="")
+        print()
 
 
 if __name__ == "__main__":
