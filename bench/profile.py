@@ -202,7 +202,7 @@ def main() -> int:
             args.endpoint = endpoint
             for name, (command, extra) in targets.items():
                 seed(url)
-                env = {**os.environ, "DATABASE_URL": db_url, "LOG_LEVEL": "WARNING", **extra}
+                env = {**os.environ, "DATABASE_URL": db_url, "LOG_LEVEL": "INFO", **extra}
                 assert server.pid is not None
                 result = profile(name, command, env, args, server.pid, args.out)
                 result["target"] = name

@@ -200,7 +200,9 @@ class Servers:
     def start(self) -> None:
         for name, (command, engine) in self.commands.items():
             port = free_port()
-            env = {**os.environ, "DATABASE_URL": self.db_url, "LOG_LEVEL": "WARNING"}
+            # As the service runs by default: an access line per request (the plain peer writes
+            # none; the plumbing peer does, as the service does). Their output is discarded.
+            env = {**os.environ, "DATABASE_URL": self.db_url, "LOG_LEVEL": "INFO"}
             if engine is not None:
                 env["WASM_ENGINE"] = engine
             process = subprocess.Popen(
