@@ -4,6 +4,7 @@
 #   guest/build.sh          build the module
 #   guest/build.sh test     run the logic's unit tests natively
 #   guest/build.sh compute DIR   build examples/compute.rs natively and to Wasm, into DIR (benchmark)
+#   guest/build.sh kit-example DIR   build examples/kit_minimal.rs (ABI.md's kit example) to a module in DIR
 # Uses a rustup toolchain that has the wasm32-unknown-unknown target when there is one; otherwise
 # Debian's rustc with its wasm32 std and crate sources from /usr/share/cargo/registry, offline.
 set -euo pipefail
@@ -57,21 +58,36 @@ if [[ ${1:-build} == compute ]]; then
 fi
 
 command -v wasm-opt >/dev/null || { echo "build.sh: wasm-opt not found (apt-get install binaryen)" >&2; exit 1; }
+
+asyncify() { # $1 = the module rustc made, $2 = the module with suspension, names kept
+  # asyncify runs with the names still in the module (-g; the DWARF of Debian's std goes first,
+  # as it would hold the optimiser back): its lists name functions.
+  local warnings
+  warnings=$(wasm-opt -g --strip-dwarf --asyncify --pass-arg=asyncify-imports@ --pass-arg=asyncify-ignore-indirect \
+    --pass-arg=asyncify-removelist@handle,resume \
+    --strip-producers -O3 \
+    "$1" -o "$2" 2>&1)
+  if [[ -n $warnings ]]; then
+    echo "$warnings" >&2
+    echo "build.sh: wasm-opt warned (a misnamed asyncify list would break suspension); not using the module" >&2
+    exit 1
+  fi
+}
+
+if [[ ${1:-build} == kit-example ]]; then
+  dest=${2:?build.sh kit-example DIR}
+  "${cargo[@]}" build --quiet --release --example kit_minimal --target wasm32-unknown-unknown
+  mkdir -p "$dest"
+  asyncify target/wasm32-unknown-unknown/release/examples/kit_minimal.wasm "$dest/kit_minimal.wasm"
+  exit 0
+fi
+
 "${cargo[@]}" build --release --target wasm32-unknown-unknown
 mkdir -p "$out"
 named=target/wasm32-unknown-unknown/release/orders_guest.named.wasm
-# asyncify runs with the names still in the module (-g; the DWARF of Debian's std goes first, as it
-# would hold the optimiser back): its lists name functions. wasm_names.py then
-# takes them out of the module into the symbol map beside it (orders.wasm.names).
-warnings=$(wasm-opt -g --strip-dwarf --asyncify --pass-arg=asyncify-imports@ --pass-arg=asyncify-ignore-indirect \
-  --pass-arg=asyncify-removelist@handle,resume \
-  --strip-producers -O3 \
-  target/wasm32-unknown-unknown/release/orders_guest.wasm -o "$named" 2>&1)
-if [[ -n $warnings ]]; then
-  echo "$warnings" >&2
-  echo "build.sh: wasm-opt warned (a misnamed asyncify list would break suspension); not using the module" >&2
-  exit 1
-fi
+# wasm_names.py takes the names out of the module into the symbol map beside it
+# (orders.wasm.names).
+asyncify target/wasm32-unknown-unknown/release/orders_guest.wasm "$named"
 python3 "$guest/wasm_names.py" "$named" "$out/orders.wasm" "$out/orders.wasm.names"
 python3 "$guest/source_hash.py" > "$out/orders.wasm.source-sha256"
 echo "built $out/orders.wasm ($(wc -c < "$out/orders.wasm") bytes; names: $(wc -c < "$out/orders.wasm.names") bytes beside it, $(( $(wc -c < "$named") - $(wc -c < "$out/orders.wasm") )) in a name section)"
