@@ -37,6 +37,8 @@ class Runtime:
     metrics: Metrics
     capability: Capability
     reloading: bool = False
+    #: a SIGHUP came during a reload: the module is loaded again when that one ends
+    reload_again: bool = False
     #: bytes of large answers being sent to clients that have not taken them yet
     unsent_bytes: int = 0
 
@@ -110,6 +112,16 @@ def watch_for_reload(runtime: Runtime) -> None:
     requests are served meanwhile; requests in flight finish on the guest they started on."""
 
     async def reload() -> None:
+        try:
+            await load_once()
+        finally:
+            if runtime.reload_again:  # the file may have changed since this load read it
+                runtime.reload_again = False
+                start()
+            else:
+                runtime.reloading = False
+
+    async def load_once() -> None:
         settings = runtime.settings
         try:
             fresh = await Guest.load_isolated(
@@ -127,20 +139,25 @@ def watch_for_reload(runtime: Runtime) -> None:
         except Exception as e:  # a failure of ours or of the engine: still, never stop serving
             log.error("SIGHUP: loading the new guest module failed; the running one keeps serving", exc_info=e)
             return
-        finally:
-            runtime.reloading = False
         old, runtime.guest = runtime.guest, fresh
         old.retire()
         log.info("SIGHUP: guest module reloaded from %s", fresh.name)
 
-    def on_sighup() -> None:
-        if runtime.reloading:
-            log.warning("SIGHUP: a reload is already under way; this one is ignored")
-            return
+    def start() -> None:
         runtime.reloading = True
         task = asyncio.get_running_loop().create_task(reload())
         _background.add(task)
         task.add_done_callback(_background.discard)
+
+    def on_sighup() -> None:
+        if runtime.reloading:
+            # Not dropped: the module on disk may be newer than the one being loaded (a second
+            # save while the first compiles). SIGHUPs meanwhile make one more load, not several.
+            if not runtime.reload_again:
+                log.info("SIGHUP: a reload is under way; the module will be loaded again when it ends")
+            runtime.reload_again = True
+            return
+        start()
 
     try:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)

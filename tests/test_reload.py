@@ -179,6 +179,30 @@ def test_compiling_a_new_module_blocks_no_request(guest_db: Db, engine: str, tmp
         svc.stop()
 
 
+def test_a_sighup_during_a_reload_loads_the_module_again_after_it(guest_db: Db, engine: str, tmp_path: Path) -> None:
+    """A module saved again while the last one compiles (scripts/dev's rebuild on a second save)
+    is the one that serves in the end: the SIGHUPs that came meanwhile make one more load."""
+    module = tmp_path / "guest.wasm"
+    shutil.copy(DEFAULT_MODULE, module)
+    env = {"GUEST_MODULE": str(module), "WASM_ENGINE": engine, **least_privilege(guest_db), "GUEST_CACHE_DIR": "off"}
+    svc = Service(env, tmp_path / "service.log")
+    try:
+        slow = slow_to_compile(tmp_path)  # answers {"status":true} to everything
+        module.write_bytes(slow)
+        svc.process.send_signal(signal.SIGHUP)
+        time.sleep(0.1)  # it compiles for a second or more
+        shutil.copy(DEFAULT_MODULE, module)  # the echo guest again
+        svc.process.send_signal(signal.SIGHUP)
+        svc.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: svc.log().count("guest module reloaded") == 2, timeout=120)
+        assert svc.client.post("/echo", content=b"latest").content == b"latest"
+        time.sleep(0.5)
+        log = svc.log()
+        assert log.count("will be loaded again") == 1 and log.count("guest module reloaded") == 2, log
+    finally:
+        svc.stop()
+
+
 def descendants(pid: int) -> list[str]:
     """The command lines of a process's children and theirs (not of other services on the machine)."""
     out: list[str] = []
