@@ -176,8 +176,9 @@ SANDBOX_US = {"wasmer": 20.0, "wasmtime": 30.0}
 class Servers:
     """Every target serving at once, each on its own port, and measurements of them with wrk."""
 
-    def __init__(self, url: Any, engines: list[str], tmp: Path) -> None:
+    def __init__(self, url: Any, engines: list[str], tmp: Path, guest_module: Path = DEFAULT_MODULE) -> None:
         self.tmp = tmp
+        self.guest_module = guest_module
         self.db_url = f"mysql://{url.user}@{url.host}:{url.port}/{url.database}"
         peer = [sys.executable, str(BENCH / "peer.py")]
         many = ["--workers", str(WORKERS)]
@@ -205,6 +206,7 @@ class Servers:
             env = {**os.environ, "DATABASE_URL": self.db_url, "LOG_LEVEL": "INFO"}
             if engine is not None:
                 env["WASM_ENGINE"] = engine
+                env["GUEST_MODULE"] = str(self.guest_module)
             process = subprocess.Popen(
                 [*command, "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
@@ -342,11 +344,11 @@ async def database_ceiling(url: Any, seconds: float, connections: int) -> dict[s
     return out
 
 
-def micro(engine_name: str) -> dict[str, float]:
+def micro(engine_name: str, module: Path = DEFAULT_MODULE) -> dict[str, float]:
     """Per-invocation overhead with no and with one (canned) host call; instantiation; compile
     against deserialising a compiled module."""
     engine = load_engine(engine_name)
-    wasm = DEFAULT_MODULE.read_bytes()
+    wasm = module.read_bytes()
     guest = Guest(engine, wasm, pool_max=4)
     canned = json.dumps({"rows": [[42, 12, 2, "19.99", "15.00", "2.00", "Mataderos 2312"]]}).encode()
 
@@ -527,6 +529,12 @@ def main() -> int:
         action="store_true",
         help="a check that everything runs, not figures to keep: 2 s, one round, 3 bursts, no micro-benchmarks",
     )
+    parser.add_argument(
+        "--guest",
+        type=Path,
+        default=DEFAULT_MODULE,
+        help="the guest module the service runs (default: the Rust guest; service/guest/orders-as.wasm: AssemblyScript)",
+    )
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     args = parser.parse_args()
     if args.quick:
@@ -540,7 +548,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="orders-bench-"))
     server = EmbeddedMariaDB(tmp / "data", database="orders_bench")
     url = server.start()
-    servers = Servers(url, engines, tmp)
+    servers = Servers(url, engines, tmp, args.guest.resolve())
     services = [f"service on {engine}" for engine in engines]
     try:
         seed(url)
@@ -576,6 +584,7 @@ def main() -> int:
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
         f"{platform.python_implementation()} {platform.python_version()}",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "guest_module": str(args.guest),
         "seconds": args.seconds,
         "rounds": args.rounds,
         "connections": args.connections,
@@ -588,8 +597,9 @@ def main() -> int:
     results["sandbox_cost_us_per_request"] = sandbox_costs(results, engines)
     results["targets"] = check_targets(results, engines)
     if not args.quick:
-        results["micro"] = {engine: micro(engine) for engine in engines}
-        results["compute_wasm_vs_native"] = compute(engines, tmp)
+        results["micro"] = {engine: micro(engine, args.guest) for engine in engines}
+        if args.guest.resolve() == DEFAULT_MODULE.resolve():  # compute.rs is the Rust guest's code
+            results["compute_wasm_vs_native"] = compute(engines, tmp)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     chart(results, args.out / "results.png")
