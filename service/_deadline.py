@@ -11,12 +11,13 @@ than every other (with deadlines of the same length, almost never).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 from types import TracebackType
 
-#: How much earlier than its time a deadline may expire, rather than set the timer again for
-#: less than this (event loops may run a timer up to a millisecond early).
-_SLACK_SECONDS = 0.001
+#: The innermost deadline the running code is inside (a task's own, or one a task was created
+#: inside: hence the check that a deadline's task is the same).
+_current: contextvars.ContextVar[deadline | None] = contextvars.ContextVar("deadline", default=None)
 
 
 class _Timer:
@@ -46,7 +47,7 @@ class _Timer:
 
     def _run(self) -> None:
         self._handle, self._at = None, math.inf
-        now = self._loop.time() + _SLACK_SECONDS
+        now = self._loop.time()  # an early run (a loop's clock is coarse) expires nothing early
         expired = [entry for entry, when in self._active.items() if when <= now]
         for entry in expired:
             del self._active[entry]
@@ -71,9 +72,14 @@ def _timer_of(loop: asyncio.AbstractEventLoop) -> _Timer:
 
 
 class deadline:  # noqa: N801 (used like asyncio.timeout, which Python 3.10 lacks)
-    """`async with deadline(s):` cancels the block after `s` seconds and raises TimeoutError."""
+    """`async with deadline(s):` cancels the block after `s` seconds and raises TimeoutError.
 
-    __slots__ = ("_seconds", "_task", "_timer", "expired")
+    Nested deadlines that expire together (the same run of the timer, or two cancellations
+    before the task runs) make one CancelledError on Python 3.10, which cannot count them: the
+    outermost expired one turns it into TimeoutError, and an inner one lets it pass, so an
+    inner timeout that the block handles cannot swallow the outer one."""
+
+    __slots__ = ("_seconds", "_task", "_timer", "_outer", "_token", "expired")
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
@@ -83,6 +89,8 @@ class deadline:  # noqa: N801 (used like asyncio.timeout, which Python 3.10 lack
         task = asyncio.current_task()
         assert task is not None
         self._task = task
+        self._outer = _current.get()
+        self._token = _current.set(self)
         loop = asyncio.get_running_loop()
         self._timer = _timer_of(loop)
         self._timer.add(self, loop.time() + self._seconds)
@@ -96,7 +104,19 @@ class deadline:  # noqa: N801 (used like asyncio.timeout, which Python 3.10 lack
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self._timer.remove(self)
+        _current.reset(self._token)
         if self.expired and kind is asyncio.CancelledError:
-            uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+
-            if uncancel is None or uncancel() == 0:
+            uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+: cancellations counted
+            if uncancel is not None:
+                if uncancel() == 0:
+                    raise asyncio.TimeoutError() from error
+            elif not self._outer_expired():
                 raise asyncio.TimeoutError() from error
+
+    def _outer_expired(self) -> bool:
+        outer = self._outer
+        while outer is not None:
+            if outer._task is self._task and outer.expired:
+                return True
+            outer = outer._outer
+        return False

@@ -109,3 +109,57 @@ def test_loops_in_two_threads_keep_their_own_deadlines() -> None:
     for thread in threads:
         thread.join(30)
     assert 0.29 <= results["asyncio"] < 1.5 and 0.19 <= results["uvloop"] < 1.5
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.0003, 0.0008])
+def test_an_outer_deadline_is_kept_when_an_inner_one_expires_with_it(run: Callable[..., Any], gap: float) -> None:
+    """REQUEST_TIMEOUT and DB_ACQUIRE_TIMEOUT are both 10 s by default: a request whose first
+    statement waits for a full pool enters the acquire's deadline a moment after its own, and
+    both fall due together. The inner TimeoutError is handled (the guest is told the database
+    is unavailable and goes on): the outer deadline must still stop the block."""
+
+    async def main() -> float:
+        started = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):
+            async with deadline(0.1):  # the request's
+                await asyncio.sleep(gap)
+                try:
+                    async with deadline(0.1):  # the pool's, entered just after
+                        await asyncio.sleep(5)
+                except asyncio.TimeoutError:
+                    pass
+                await asyncio.sleep(1)  # must be stopped at 0.1 s
+        return time.monotonic() - started
+
+    assert run(main()) < 0.5
+
+
+def test_an_inner_deadline_alone_is_the_inner_blocks_timeout(run: Callable[..., Any]) -> None:
+    async def main() -> str:
+        async with deadline(5):
+            try:
+                async with deadline(0.05):
+                    await asyncio.sleep(1)
+            except asyncio.TimeoutError:
+                return "inner"
+        return "none"
+
+    assert run(main()) == "inner"
+
+
+def test_no_deadline_expires_more_than_the_clocks_millisecond_early_on_uvloop() -> None:
+    """uvloop's clock counts whole milliseconds: a deadline may expire up to one early, no more."""
+
+    async def one(delay: float) -> float:
+        await asyncio.sleep(delay)
+        started = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):
+            async with deadline(0.02):
+                await asyncio.sleep(1)
+        return time.monotonic() - started
+
+    async def main() -> list[float]:
+        return await asyncio.gather(*(one(i * 0.0001) for i in range(100)))
+
+    took = [t for _ in range(5) for t in LOOPS["uvloop"](main())]
+    assert min(took) >= 0.019, f"expired {1000 * (0.02 - min(took)):.3f} ms early"
