@@ -114,12 +114,14 @@ def watch_for_reload(runtime: Runtime) -> None:
     async def reload() -> None:
         try:
             await load_once()
-        finally:
-            if runtime.reload_again:  # the file may have changed since this load read it
-                runtime.reload_again = False
-                start()
-            else:
-                runtime.reloading = False
+        except BaseException:  # cancelled (the service is stopping): no other load after it
+            runtime.reloading = runtime.reload_again = False
+            raise
+        if runtime.reload_again:  # the file may have changed since this load read it
+            runtime.reload_again = False
+            start()
+        else:
+            runtime.reloading = False
 
     async def load_once() -> None:
         settings = runtime.settings

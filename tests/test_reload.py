@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
+from service import _lifespan
 from service._guest import DEFAULT_MODULE
 
 from .conftest import Db, Service, least_privilege, url_of
@@ -263,3 +266,46 @@ def test_reloads_start_no_threads_that_stay(guest_db: Db, engine: str, tmp_path:
         assert threads() <= before, f"{threads() - before} threads more after 6 reloads"
     finally:
         svc.stop()
+
+
+def test_a_reload_cancelled_with_a_sighup_pending_starts_no_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service stopping cancels a reload under way; a SIGHUP that came during it must not
+    start another (it would outlive the loop, or fail loudly on the closed executor)."""
+    loads: list[int] = []
+
+    async def load_isolated(*args: Any, **kwargs: Any) -> Any:
+        loads.append(1)
+        await asyncio.sleep(3600)  # compiling, slowly
+
+    monkeypatch.setattr(_lifespan.Guest, "load_isolated", load_isolated)
+    settings = SimpleNamespace(
+        guest_module=None, guest_compile_timeout=1, guest_pool_max=1, limits=None, cache_dir=None, guest_memory_total=1
+    )
+    runtime: Any = SimpleNamespace(settings=settings, guest=SimpleNamespace(engine=None), reloading=False, reload_again=False)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        _lifespan.watch_for_reload(runtime)
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            await asyncio.sleep(0.1)
+            assert loads == [1] and runtime.reloading
+            os.kill(os.getpid(), signal.SIGHUP)  # a second save while the first compiles
+            await asyncio.sleep(0.1)
+            assert runtime.reload_again
+            # The service stops: the reload under way is cancelled.
+            running = list(_lifespan._background)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            await asyncio.sleep(0.1)
+            left = list(_lifespan._background)
+            for task in left:  # not to leak into other tests
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+            assert loads == [1], "a reload was started by the cancelled one"
+            assert left == []
+        finally:
+            loop.remove_signal_handler(signal.SIGHUP)
+
+    asyncio.run(main())
