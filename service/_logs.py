@@ -83,28 +83,28 @@ class AccessLog:
         )
 
 
-#: The handler configure_logging installed, and its formatter's default time format.
+#: The handler configure_logging installed, and the formatter it gave it.
 _installed: logging.StreamHandler[Any] | None = None
+_installed_formatter: logging.Formatter | None = None
 _TIME = logging.Formatter()
-_second = -1
+_second: tuple[int, Any] = (-1, None)
 _second_text = ""
 
 
 def _direct_handler() -> logging.StreamHandler[Any] | None:
-    """configure_logging's handler, when an access line would reach it and nothing else."""
+    """configure_logging's handler, with its own formatter, when an access line would reach it
+    and nothing else: no logger from `service.access` up to the root has a handler or a filter
+    of its own, all propagate, and the root has that one handler alone."""
     handler = _installed
+    if handler is None or handler.formatter is not _installed_formatter or handler.filters or handler.level > logging.INFO:
+        return None
+    logger: logging.Logger | None = access_log
     root = logging.root
-    if (
-        handler is None
-        or access_log.handlers
-        or access_log.filters
-        or not access_log.propagate
-        or access_log.disabled
-        or root.handlers != [handler]
-        or root.filters
-        or handler.filters
-        or handler.level > logging.INFO
-    ):
+    while logger is not None and logger is not root:
+        if logger.handlers or logger.filters or logger.disabled or not logger.propagate:
+            return None
+        logger = logger.parent
+    if root.handlers != [handler] or root.filters:
         return None
     return handler
 
@@ -112,7 +112,7 @@ def _direct_handler() -> logging.StreamHandler[Any] | None:
 def direct_line(message: str, created: float, msecs: int, json_lines: bool) -> str:
     """An access line as configure_logging's formatter gives it for a record made at `created`."""
     global _second, _second_text
-    second = int(created)
+    second = (int(created), _TIME.converter)  # Formatter.converter may be set meanwhile
     if second != _second:
         _second_text = time.strftime(_TIME.default_time_format, _TIME.converter(created))
         _second = second
@@ -141,7 +141,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, json_lines: bool) -> None:
-    global _installed
+    global _installed, _installed_formatter
     handler: logging.StreamHandler[Any] = logging.StreamHandler()
     if json_lines:
         handler.setFormatter(JsonFormatter())
@@ -150,4 +150,4 @@ def configure_logging(level: str, json_lines: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    _installed = handler
+    _installed, _installed_formatter = handler, handler.formatter

@@ -27,18 +27,22 @@ def exchange() -> Exchange:
 @pytest.fixture
 def stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """A buffer for the service's log; the test's own logging is put back after."""
-    root = logging.getLogger()
+    root, service = logging.getLogger(), logging.getLogger("service")
     handlers, level = root.handlers[:], root.level
+    service_handlers, propagate = service.handlers[:], service.propagate
     yield io.StringIO()
     root.handlers[:] = handlers
     root.setLevel(level)
+    service.handlers[:], service.propagate = service_handlers, propagate
     monkeypatch.setattr(_logs, "_installed", None)
 
 
-def configure(stream: io.StringIO, level: str, json_lines: bool) -> None:
+def configure(stream: io.StringIO, level: str, json_lines: bool) -> logging.Handler:
     """The service's logging, configured as at start, writing to `stream`."""
     configure_logging(level, json_lines)
-    logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    handler = logging.getLogger().handlers[0]
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    return handler
 
 
 @pytest.mark.parametrize("json_lines", [False, True])
@@ -88,3 +92,28 @@ def test_no_line_below_info(stream: io.StringIO) -> None:
     configure(stream, "WARNING", False)
     AccessLog(False)(SCOPE, exchange())
     assert stream.getvalue() == ""
+
+
+def test_a_handler_on_a_logger_between_sees_every_line(stream: io.StringIO) -> None:
+    """`service`, the parent of `service.access`, given a handler: it gets every line."""
+    configure(stream, "INFO", False)
+    seen: list[logging.LogRecord] = []
+    extra = logging.Handler()
+    extra.emit = seen.append  # type: ignore[method-assign]
+    logging.getLogger("service").addHandler(extra)
+    AccessLog(False)(SCOPE, exchange())
+    assert [r.getMessage() for r in seen] == [AccessLog(False).message(SCOPE, exchange())]
+
+
+def test_a_logger_between_that_does_not_propagate_stops_the_line(stream: io.StringIO) -> None:
+    configure(stream, "INFO", False)
+    logging.getLogger("service").propagate = False
+    AccessLog(False)(SCOPE, exchange())
+    assert stream.getvalue() == ""
+
+
+def test_a_formatter_set_on_the_handler_formats_the_line(stream: io.StringIO) -> None:
+    handler = configure(stream, "INFO", False)
+    handler.setFormatter(logging.Formatter("%(levelname)s|%(name)s|%(message)s"))
+    AccessLog(False)(SCOPE, exchange())
+    assert stream.getvalue() == "INFO|service.access|" + AccessLog(False).message(SCOPE, exchange()) + "\n"
