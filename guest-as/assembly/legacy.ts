@@ -6,7 +6,7 @@ import { Request } from "./kit/envelope";
 import { Kind } from "./kit/json";
 import { ApiError, Code } from "./errors";
 import { ID_MALFORMED, ID_OK, parseId, parseJson } from "./input";
-import { checkKeys, FieldError, FieldErrors, kindOf, MAX_ADDRESS_CHARS, Order, parseItem, parseOrder } from "./order";
+import { FieldError, FieldErrors, kindOf, Order, parseItem, parseOrder } from "./order";
 import * as store from "./store";
 
 /** A legacy answer: its body, or the error (`error`). */
@@ -78,35 +78,43 @@ function repeatedIds(orders: Order[]): FieldErrors {
 
 /** The most bytes GET /orders answers with. */
 export const BODY_BUDGET = 24 * 1024 * 1024;
-/** The most one order's JSON takes. */
-const MAX_ORDER_JSON_BYTES = 160 + 6 * MAX_ADDRESS_CHARS;
 const HEADER_ROOM = 256;
 
-/** Every order, as the original's JSON array, read a page at a time (keyset paging). */
+/**
+ * Every order, as the original's JSON array, read a page at a time (keyset paging). Each page is
+ * read and written out above a mark; everything above it is then given back, and the page's JSON
+ * moved down onto the end of the body, which grows where it is: the body and one page are all
+ * that is ever held.
+ */
 export function orders(db: Db): Answer {
-  // The body grows to its largest at once past the first pages, so that what each page
-  // allocates can be given back as soon as it is written out.
   let out = new Builder(64 * 1024);
   out.byte(0x5b);
   let after: i64 = 0;
   let listed: i64 = 0;
   while (true) {
-    out.reserve(<i32>store.PAGE_ROWS * MAX_ORDER_JSON_BYTES + HEADER_ROOM);
     let mark = arenaMark();
     let page = store.pageAfter(db, after);
     if (page.error != null) return Answer.store(page.error!);
     let n = page.orders.length;
+    let chunk = new Builder(n * 160 + 16);
     let tooMany = false;
     for (let k = 0; k < n; k++) {
       let order = page.orders[k];
-      if (out.len > 1) out.byte(0x2c);
-      order.writeJson(out);
+      if (out.len + chunk.len > 1) chunk.byte(0x2c);
+      order.writeJson(chunk);
       listed++;
-      if (out.len + 1 > BODY_BUDGET) { tooMany = true; break; }
+      // With the closing `]`, the body would pass the budget: stop reading.
+      if (out.len + chunk.len + 1 > BODY_BUDGET) { tooMany = true; break; }
       after = order.orderId;
     }
+    // The page's bytes stay where they are until something is allocated again; the body is the
+    // arena's last block below the mark, so it grows in place, and the bytes move down onto it.
     arenaRelease(mark);
     if (tooMany) return Answer.fail(tooManyOrders(listed));
+    let from = chunk.ptr, length = chunk.len;
+    out.reserveExact(out.len + length + HEADER_ROOM);
+    memory.copy(out.ptr + <usize>out.len, from, <usize>length);
+    out.len += length;
     if (n < store.PAGE_ROWS) break;
   }
   out.byte(0x5d);

@@ -4,15 +4,20 @@
 
 export const enum Kind { Null, Bool, Number, String, Array, Object }
 
+/** The lists of every value that is not an array or object: shared, never changed. */
+const NO_ITEMS: JValue[] = [];
+const NO_KEYS: string[] = [];
+
 export class JValue {
   kind: Kind = Kind.Null;
   bool: bool = false;
   /** A number's exact text, or a string's value. */
   text: string = "";
-  items: JValue[] = [];
+  /** An array's items (a database result has thousands of values: only arrays get a list). */
+  items: JValue[] = NO_ITEMS;
   /** An object's keys, sorted, each once, and their values. */
-  keys: string[] = [];
-  values: JValue[] = [];
+  keys: string[] = NO_KEYS;
+  values: JValue[] = NO_ITEMS;
   /** An object that had a key more than once. */
   repeated: bool = false;
 
@@ -47,6 +52,8 @@ export class JValue {
   static object(): JValue {
     let v = new JValue();
     v.kind = Kind.Object;
+    v.keys = [];
+    v.values = [];
     return v;
   }
 
@@ -292,9 +299,9 @@ export class Parser {
 
   /** A string's contents, after its opening quote. */
   string(): string | null {
-    let scratch: u8[] = [];
+    // Bytes are copied out only once an escape is met; a plain string is decoded where it is.
+    let scratch: u8[] | null = null;
     let start = this.i;
-    let plain = true;
     while (true) {
       while (this.i < this.len) {
         let c = this.at(this.i);
@@ -305,7 +312,7 @@ export class Parser {
       let c = this.at(this.i);
       if (c == 0x22) {
         let s: string | null;
-        if (plain) {
+        if (scratch == null) {
           s = decodeUtf8(this.base + <usize>start, this.i - start);
         } else {
           for (let j = start; j < this.i; j++) scratch.push(<u8>this.at(j));
@@ -316,7 +323,7 @@ export class Parser {
         return s;
       }
       if (c == 0x5c) {
-        plain = false;
+        if (scratch == null) scratch = [];
         for (let j = start; j < this.i; j++) scratch.push(<u8>this.at(j));
         this.i++;
         if (!this.escape(scratch)) return null;
