@@ -21,7 +21,7 @@ from service._database import Database
 from service._guest import DEFAULT_MODULE
 from service._wasm_format import leb, read_leb
 
-from .conftest import ENGINES, Db, Service
+from .conftest import ENGINES, GUESTS, Db, Service
 from .wat_guests import INSERT_LEN, RESPOND, build, invoke, load, run, wat_guest
 
 
@@ -354,8 +354,14 @@ def request(op: str, **path: str) -> bytes:
     return json.dumps(head, separators=(",", ":")).encode() + b"\n"
 
 
-def real_guest(engine_name: str) -> Guest:
-    return Guest(load_engine(engine_name), DEFAULT_MODULE.read_bytes(), pool_max=1)
+def real_guest(engine_name: str, module: Path = DEFAULT_MODULE) -> Guest:
+    return Guest(load_engine(engine_name), module.read_bytes(), pool_max=1)
+
+
+@pytest.fixture(params=list(GUESTS))
+def guest_module(request: pytest.FixtureRequest) -> Path:
+    """Each guest's module: the tests of one instance's life run on both."""
+    return GUESTS[str(request.param)]
 
 
 def with_exported_global(wasm: bytes, index: int, name: str) -> bytes:
@@ -400,8 +406,8 @@ def test_suspending_leaves_the_stack_pointer_where_it_was() -> None:
     asyncio.run(main())
 
 
-def test_one_instance_suspends_and_resumes_thousands_of_times(engine_name: str) -> None:
-    guest = real_guest(engine_name)
+def test_one_instance_suspends_and_resumes_thousands_of_times(engine_name: str, guest_module: Path) -> None:
+    guest = real_guest(engine_name, guest_module)
     instance = guest.idle_instances()[0]
     calls: list[tuple[str, bytes]] = []
 
@@ -422,8 +428,8 @@ def test_one_instance_suspends_and_resumes_thousands_of_times(engine_name: str) 
     assert len(calls) == 3000 and all(op == "query" and b'"json_rows":true' in p for op, p in calls)
 
 
-def test_a_result_larger_than_the_inbox_is_fetched_by_the_guest(engine_name: str) -> None:
-    guest = real_guest(engine_name)
+def test_a_result_larger_than_the_inbox_is_fetched_by_the_guest(engine_name: str, guest_module: Path) -> None:
+    guest = real_guest(engine_name, guest_module)
     pages: list[int] = []
 
     async def host_call(operation: str, payload: bytes) -> bytes:
