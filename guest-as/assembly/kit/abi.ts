@@ -8,6 +8,9 @@ import * as guest from "../guest";
 
 /** The arena's end once the module is set up: every request starts from here. */
 let base: usize = 0;
+/** Where the request buffer begins, and whether the host gave it back (`dealloc`). */
+let bufferMark: usize = 0;
+let bufferFreed = false;
 /** The host's request buffer (from `alloc`), kept through the requests on it. */
 let requestPtr: usize = 0;
 let requestLen: i32 = 0;
@@ -22,15 +25,24 @@ export function abi_version(): i32 {
   return ABI_VERSION;
 }
 
-/** A fresh buffer past everything the arena holds; requests never start below it. */
+/**
+ * The host's request buffer, the one thing it allocates (ABI.md, "One instance's life"): put at
+ * the arena's bottom, above the buffer it replaces when that was given back, and requests start
+ * above it.
+ */
 export function alloc(len: usize): usize {
+  if (bufferFreed) arenaRelease(bufferMark);
+  else bufferMark = arenaMark();
+  bufferFreed = false;
   let ptr = __alloc(len);
   base = arenaMark();
   return ptr;
 }
 
-/** Buffers are given back only with the arena. */
-export function dealloc(ptr: usize, len: usize): void {}
+/** Only the request buffer is ever given back: with what lies above it, at the next `alloc`. */
+export function dealloc(ptr: usize, len: usize): void {
+  bufferFreed = true;
+}
 
 export function inbox(): u64 {
   return (<u64>inboxBuffer << 32) | <u64>INBOX_BYTES;
