@@ -74,6 +74,10 @@ export class JValue {
 
   /** Sets `key` in an object (keeps the keys sorted). */
   set(key: string, value: JValue): void {
+    if (this.keys == NO_KEYS) { // an empty object as parsed shares the empty lists
+      this.keys = [];
+      this.values = [];
+    }
     let lo = 0, hi = this.keys.length;
     while (lo < hi) {
       let mid = (lo + hi) >>> 1;
@@ -382,7 +386,8 @@ export class Parser {
   }
 
   seq(): JValue | null {
-    let items: JValue[] = [];
+    // An empty array takes no list of its own (a body can hold a million of them).
+    let items: JValue[] = NO_ITEMS;
     let first = true;
     while (true) {
       let c = this.ws();
@@ -400,14 +405,15 @@ export class Parser {
       if (c < 0) return this.peekFail("EOF while parsing a value");
       let v = this.value();
       if (v == null) return null;
+      if (items.length == 0) items = [];
       items.push(v);
     }
     return null;
   }
 
   map(): JValue | null {
-    let keys: string[] = [];
-    let values: JValue[] = [];
+    let keys: string[] = NO_KEYS;
+    let values: JValue[] = NO_ITEMS;
     let first = true;
     while (true) {
       let c = this.ws();
@@ -431,6 +437,10 @@ export class Parser {
         else return this.peekFail("EOF while parsing an object");
         let v = this.value();
         if (v == null) return null;
+        if (keys.length == 0) {
+          keys = [];
+          values = [];
+        }
         keys.push(key);
         values.push(v);
       } else if (c == 0x7d) {
@@ -447,8 +457,15 @@ export class Parser {
 
 /** An object of these entries: keys sorted, each once, the last value of a repeated key. */
 function sortedObject(keys: string[], values: JValue[]): JValue {
-  let obj = JValue.object();
   let n = keys.length;
+  if (n <= 1) { // nothing to sort: the lists as they are (shared empty ones for `{}`)
+    let one = new JValue();
+    one.kind = Kind.Object;
+    one.keys = keys;
+    one.values = values;
+    return one;
+  }
+  let obj = JValue.object();
   let order = new Array<i32>(n);
   for (let k = 0; k < n; k++) order[k] = k;
   // Merge sort by (key, position): stable, n log n for a body of many keys.
