@@ -39,6 +39,11 @@ NEW_ORDER = {
 }
 
 
+def guest_env(engine: str, guest: str) -> dict[str, str]:
+    """The environment that runs `guest` (a name in `GUESTS`) on `engine`."""
+    return {"WASM_ENGINE": engine, "GUEST_MODULE": str(GUESTS[guest])}
+
+
 def pytest_report_header() -> str:
     return f"wasm engines under test: {', '.join(ENGINES)}; guests: {', '.join(GUESTS)}"
 
@@ -177,12 +182,7 @@ def service_db(mariadb: EmbeddedMariaDB, engine: str, guest: str) -> Db:
 def service(service_db: Db, engine: str, guest: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The service on one engine running one guest, with ORDERS_ALLOW_RESET on, as in the
     README's demo, its guest's statements running as a user that can reach only the orders table."""
-    env = {
-        **least_privilege(service_db),
-        "WASM_ENGINE": engine,
-        "GUEST_MODULE": str(GUESTS[guest]),
-        "ORDERS_ALLOW_RESET": "1",
-    }
+    env = {**least_privilege(service_db), **guest_env(engine, guest), "ORDERS_ALLOW_RESET": "1"}
     svc = Service(env, tmp_path_factory.mktemp(f"service-{engine}-{guest}") / "service.log")
     yield svc
     svc.stop()

@@ -157,8 +157,33 @@ BATCHES = [
 ]
 
 
+MIB = 1024 * 1024
+
+
+def filled(unit: bytes) -> bytes:
+    """A JSON array of `unit` (ending in a comma) nearly 1 MiB long: the most a body may be."""
+    return b"[" + (unit * ((MIB - 2) // len(unit)))[:-1] + b"]"
+
+
+# Bodies built to cost memory or time: the same 4xx from both, in the same words.
+HUGE = [
+    filled(b"{},"),
+    filled(b"null,"),
+    filled(b"[],"),
+    filled(b"1" * 1000 + b","),
+    filled(b'{"product_id":1,"quantity":0,"amount":1.5,"shipping":0,"tax":0,"shipping_address":"x"},'),
+    b"{" + b",".join(b'"k%d":0' % i for i in range(90_000)) + b"}",
+    b"[" * 500_000 + b"]" * 500_000,
+    b'"' + b"a" * (MIB - 2) + b'"',
+]
+
+
 def bad_inputs() -> list[Request]:
     out: list[Request] = []
+    for body in HUGE:
+        out.append(("POST", "/create_orders", {}, body))
+        out.append(("POST", "/create_order", {}, body))
+        out.append(("POST", "/api/orders", JSON, body))
     for body in MALFORMED + FIELDS:
         out.append(("POST", "/create_order", {}, body))
         out.append(("POST", "/update_order", {}, body))
