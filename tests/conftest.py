@@ -1,4 +1,5 @@
-"""Fixtures: a private MariaDB for the whole run, and the real service on every installed engine."""
+"""Fixtures: a private MariaDB for the whole run, and the real service on every installed engine,
+running each guest (the Rust one and the AssemblyScript one)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ from service._settings import DatabaseURL
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINES = available_engines()
+# The guests the service is tested with, by name: the same logic in two languages, which must
+# give the same answers (tests/test_guests_agree.py).
+GUESTS = {
+    "rust": ROOT / "service" / "guest" / "orders.wasm",
+    "as": ROOT / "service" / "guest" / "orders-as.wasm",
+}
 # The first sample order, without an id: the body most tests send.
 NEW_ORDER = {
     "product_id": 12,
@@ -32,8 +39,13 @@ NEW_ORDER = {
 }
 
 
+def guest_env(engine: str, guest: str) -> dict[str, str]:
+    """The environment that runs `guest` (a name in `GUESTS`) on `engine`."""
+    return {"WASM_ENGINE": engine, "GUEST_MODULE": str(GUESTS[guest])}
+
+
 def pytest_report_header() -> str:
-    return f"wasm engines under test: {', '.join(ENGINES)}"
+    return f"wasm engines under test: {', '.join(ENGINES)}; guests: {', '.join(GUESTS)}"
 
 
 @pytest.fixture(scope="session")
@@ -155,17 +167,23 @@ def engine(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(scope="session")
-def service_db(mariadb: EmbeddedMariaDB, engine: str) -> Db:
-    return make_database(mariadb, f"orders_{engine}")
+@pytest.fixture(scope="session", params=list(GUESTS))
+def guest(request: pytest.FixtureRequest) -> str:
+    """Which guest module the service runs (`GUESTS`)."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")
-def service(service_db: Db, engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """The service on one engine, with ORDERS_ALLOW_RESET on, as in the README's demo, its guest's
-    statements running as a user that can reach only the orders table."""
-    env = {**least_privilege(service_db), "WASM_ENGINE": engine, "ORDERS_ALLOW_RESET": "1"}
-    svc = Service(env, tmp_path_factory.mktemp(f"service-{engine}") / "service.log")
+def service_db(mariadb: EmbeddedMariaDB, engine: str, guest: str) -> Db:
+    return make_database(mariadb, f"orders_{engine}_{guest}")
+
+
+@pytest.fixture(scope="session")
+def service(service_db: Db, engine: str, guest: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The service on one engine running one guest, with ORDERS_ALLOW_RESET on, as in the
+    README's demo, its guest's statements running as a user that can reach only the orders table."""
+    env = {**least_privilege(service_db), **guest_env(engine, guest), "ORDERS_ALLOW_RESET": "1"}
+    svc = Service(env, tmp_path_factory.mktemp(f"service-{engine}-{guest}") / "service.log")
     yield svc
     svc.stop()
 

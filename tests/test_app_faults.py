@@ -10,13 +10,13 @@ import httpx
 
 from service import EmbeddedMariaDB
 
-from .conftest import Db, Service, make_database, url_of
+from .conftest import Db, Service, guest_env, make_database, url_of
 
 ORDER = {"order_id": 1, "product_id": 2, "quantity": 3, "amount": 4.5, "shipping": 0, "tax": 0, "shipping_address": "here"}
 
 
-def start_service(db: Db, engine: str, log: Path) -> Service:
-    env = {"DATABASE_URL": url_of(db), "WASM_ENGINE": engine, "DB_CONNECT_TIMEOUT": "1", "DB_ACQUIRE_TIMEOUT": "3"}
+def start_service(db: Db, engine: str, guest: str, log: Path) -> Service:
+    env = {"DATABASE_URL": url_of(db), **guest_env(engine, guest), "DB_CONNECT_TIMEOUT": "1", "DB_ACQUIRE_TIMEOUT": "3"}
     return Service(env, log)
 
 
@@ -29,9 +29,11 @@ def wait_for_status(client: httpx.Client, status: int, timeout: float = 20) -> h
         time.sleep(0.2)
 
 
-def test_an_outage_answers_503_and_heals_without_a_restart(own_mariadb: EmbeddedMariaDB, engine: str, tmp_path: Path) -> None:
+def test_an_outage_answers_503_and_heals_without_a_restart(
+    own_mariadb: EmbeddedMariaDB, engine: str, guest: str, tmp_path: Path
+) -> None:
     db = Db(own_mariadb.url)
-    svc = start_service(db, engine, tmp_path / "service.log")
+    svc = start_service(db, engine, guest, tmp_path / "service.log")
     try:
         assert svc.client.post("/create_order", json=ORDER).json() == {"status": True}
         own_mariadb.stop()
@@ -49,10 +51,12 @@ def test_an_outage_answers_503_and_heals_without_a_restart(own_mariadb: Embedded
         svc.stop()
 
 
-def test_the_service_starts_while_the_database_is_down(own_mariadb: EmbeddedMariaDB, engine: str, tmp_path: Path) -> None:
+def test_the_service_starts_while_the_database_is_down(
+    own_mariadb: EmbeddedMariaDB, engine: str, guest: str, tmp_path: Path
+) -> None:
     db = make_database(own_mariadb, f"orders_late_{engine}")
     own_mariadb.stop()
-    svc = start_service(db, engine, tmp_path / "service.log")
+    svc = start_service(db, engine, guest, tmp_path / "service.log")
     try:
         assert svc.client.get("/orders").status_code == 503
         own_mariadb.start()

@@ -22,7 +22,7 @@ import pytest
 from service import EmbeddedMariaDB
 from service._database import schema_statements
 
-from .conftest import NEW_ORDER, Db, Service, least_privilege, make_database
+from .conftest import NEW_ORDER, Db, Service, guest_env, least_privilege, make_database
 
 MB = 1024 * 1024
 
@@ -43,14 +43,14 @@ def seed(db: Db, rows: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def db(mariadb: EmbeddedMariaDB, engine: str) -> Db:
-    return make_database(mariadb, f"orders_hostile_{engine}")
+def db(mariadb: EmbeddedMariaDB, engine: str, guest: str) -> Db:
+    return make_database(mariadb, f"orders_hostile_{engine}_{guest}")
 
 
 @pytest.fixture(scope="module")
-def svc(db: Db, engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    env = {**least_privilege(db), "WASM_ENGINE": engine, "ORDERS_ALLOW_RESET": "1"}
-    service = Service(env, tmp_path_factory.mktemp(f"hostile-{engine}") / "service.log")
+def svc(db: Db, engine: str, guest: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    env = {**least_privilege(db), **guest_env(engine, guest), "ORDERS_ALLOW_RESET": "1"}
+    service = Service(env, tmp_path_factory.mktemp(f"hostile-{engine}-{guest}") / "service.log")
     yield service
     service.stop()
 
@@ -236,10 +236,10 @@ def locked(db: Db) -> Iterator[None]:
         holder.close()
 
 
-def test_a_client_that_leaves_has_its_statement_killed(db: Db, engine: str, tmp_path: Path, locked: None) -> None:
+def test_a_client_that_leaves_has_its_statement_killed(db: Db, engine: str, guest: str, tmp_path: Path, locked: None) -> None:
     """A request waiting on a row lock, whose client goes away: its statement is killed at once,
     not left to wait out its lock timeout for nobody."""
-    env = {**least_privilege(db), "WASM_ENGINE": engine, "DB_LOCK_TIMEOUT": "30", "DB_STATEMENT_TIMEOUT": "30"}
+    env = {**least_privilege(db), **guest_env(engine, guest), "DB_LOCK_TIMEOUT": "30", "DB_STATEMENT_TIMEOUT": "30"}
     service = Service(env, tmp_path / "service.log")
     try:
         with pytest.raises(httpx.TimeoutException), httpx.Client(base_url=service.base, timeout=1.0) as impatient:
@@ -256,11 +256,13 @@ def test_a_client_that_leaves_has_its_statement_killed(db: Db, engine: str, tmp_
     assert db.rows("SELECT quantity FROM orders") == [(2,)]
 
 
-def test_a_client_that_pipelines_and_leaves_is_not_an_error(db: Db, engine: str, tmp_path: Path, locked: None) -> None:
+def test_a_client_that_pipelines_and_leaves_is_not_an_error(
+    db: Db, engine: str, guest: str, tmp_path: Path, locked: None
+) -> None:
     """A client pipelines a request that waits on a lock and another behind it, then closes the
     connection: the answer that finds the connection closed is logged as the client's leaving
     (499), not as the service's error, and the service keeps serving."""
-    env = {**least_privilege(db), "WASM_ENGINE": engine, "DB_LOCK_TIMEOUT": "2"}
+    env = {**least_privilege(db), **guest_env(engine, guest), "DB_LOCK_TIMEOUT": "2"}
     service = Service(env, tmp_path / "service.log")
     try:
         body = json.dumps({**NEW_ORDER, "order_id": 1, "quantity": 5}).encode()
@@ -282,8 +284,8 @@ def test_a_client_that_pipelines_and_leaves_is_not_an_error(db: Db, engine: str,
     assert db.rows("SELECT quantity FROM orders") == [(2,)]
 
 
-def test_a_locked_order_answers_409_with_retry_after(db: Db, engine: str, tmp_path: Path, locked: None) -> None:
-    env = {**least_privilege(db), "WASM_ENGINE": engine, "DB_LOCK_TIMEOUT": "1"}
+def test_a_locked_order_answers_409_with_retry_after(db: Db, engine: str, guest: str, tmp_path: Path, locked: None) -> None:
+    env = {**least_privilege(db), **guest_env(engine, guest), "DB_LOCK_TIMEOUT": "1"}
     service = Service(env, tmp_path / "service.log")
     try:
         started = time.monotonic()
@@ -298,13 +300,13 @@ def test_a_locked_order_answers_409_with_retry_after(db: Db, engine: str, tmp_pa
         service.stop()
 
 
-def test_a_frozen_database_answers_503_and_heals(own_mariadb: EmbeddedMariaDB, engine: str, tmp_path: Path) -> None:
+def test_a_frozen_database_answers_503_and_heals(own_mariadb: EmbeddedMariaDB, engine: str, guest: str, tmp_path: Path) -> None:
     """The server stops answering (SIGSTOP), open connections and new ones alike: requests
     answer 503 within their deadlines, not never; when it wakes, the service heals by itself."""
     db = Db(own_mariadb.url)
     env = {
         **least_privilege(db),
-        "WASM_ENGINE": engine,
+        **guest_env(engine, guest),
         "DB_CONNECT_TIMEOUT": "1",
         "DB_STATEMENT_TIMEOUT": "1",
         "DB_ACQUIRE_TIMEOUT": "2",
@@ -347,9 +349,9 @@ def test_a_frozen_database_answers_503_and_heals(own_mariadb: EmbeddedMariaDB, e
 
 
 @pytest.fixture
-def impatient(db: Db, engine: str, tmp_path: Path) -> Iterator[Service]:
+def impatient(db: Db, engine: str, guest: str, tmp_path: Path) -> Iterator[Service]:
     """The service with short client deadlines and a small budget for unsent answers."""
-    env = {**least_privilege(db), "WASM_ENGINE": engine, "CLIENT_TIMEOUT": "4", "MAX_UNSENT_MB": "48"}
+    env = {**least_privilege(db), **guest_env(engine, guest), "CLIENT_TIMEOUT": "4", "MAX_UNSENT_MB": "48"}
     service = Service(env, tmp_path / "service.log")
     yield service
     service.stop()
@@ -413,10 +415,10 @@ def test_clients_that_never_read_their_answers_are_bounded(impatient: Service, d
     assert "took less than its" in impatient.log()
 
 
-def test_a_reset_blocked_by_a_lock_gives_up_in_time(db: Db, engine: str, tmp_path: Path, locked: None) -> None:
+def test_a_reset_blocked_by_a_lock_gives_up_in_time(db: Db, engine: str, guest: str, tmp_path: Path, locked: None) -> None:
     """/init's TRUNCATE runs as the administrator, bounded like the guest's statements: behind
     another client's transaction it gives up after the lock wait limit, and changes nothing."""
-    env = {**least_privilege(db), "WASM_ENGINE": engine, "ORDERS_ALLOW_RESET": "1", "DB_LOCK_TIMEOUT": "1"}
+    env = {**least_privilege(db), **guest_env(engine, guest), "ORDERS_ALLOW_RESET": "1", "DB_LOCK_TIMEOUT": "1"}
     service = Service(env, tmp_path / "service.log")
     try:
         started = time.monotonic()

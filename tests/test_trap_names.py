@@ -91,3 +91,33 @@ def test_a_trap_names_the_guest_functions_on_its_stack(mariadb: EmbeddedMariaDB,
         svc.stop()
     line = next(line for line in svc.log().splitlines() if f"guest fault {error_id}" in line)
     assert re.search(r"guest stack: deep_in_the_logic < check_the_rows < serve < resume\b", line), line
+
+
+AS_MODULE = ROOT / "service" / "guest" / "orders-as.wasm"
+
+
+def test_the_assemblyscript_guest_has_its_names_beside_it_not_in_it() -> None:
+    wasm = AS_MODULE.read_bytes()
+    names = dict(line.split("\t") for line in AS_MODULE.with_name("orders-as.wasm.names").read_text().splitlines())
+    stripped, inside = wasm_names().split(wasm)
+    assert stripped == wasm and inside == {}
+    exports = exported_functions(wasm)
+    for export in ("handle", "resume", "alloc", "describe"):
+        assert names[str(exports[export])] == f"assembly/kit/abi/{export}"
+    assert "assembly/kit/db/suspend" in names.values()
+
+
+def test_an_assemblyscript_trap_names_its_functions(mariadb: EmbeddedMariaDB, engine: str, tmp_path: Path) -> None:
+    """The AssemblyScript guest run out of memory (a 2 MiB limit, a body of 900 KB of nulls):
+    the log line names the AssemblyScript functions it was in."""
+    db = make_database(mariadb, f"orders_trap_names_as_{engine}")
+    env = {"DATABASE_URL": url_of(db), "WASM_ENGINE": engine, "GUEST_MODULE": str(AS_MODULE), "GUEST_MEMORY_LIMIT_MB": "2"}
+    svc = Service(env, tmp_path / "service.log")
+    try:
+        answer = svc.client.post("/create_orders", content=b"[" + b"null," * 180_000 + b"null]")
+        assert answer.status_code == 500, answer.text
+    finally:
+        svc.stop()
+    line = next(line for line in svc.log().splitlines() if "guest stack:" in line)
+    stack = r"assembly/kit/json/Parser#parseAll < assembly/input/parseJson < assembly/kit/abi/serve < assembly/kit/abi/handle$"
+    assert re.search(stack, line), line
