@@ -18,7 +18,7 @@ AS_GUEST = GUEST.parent / "guest-as"
 
 def source_files(guest: Path = GUEST) -> list[Path]:
     guest = guest.resolve()
-    if guest == AS_GUEST:
+    if guest == AS_GUEST or (guest / "asconfig.json").exists():  # guest-as/, or a copy of it
         files = [guest / name for name in ("package.json", "package-lock.json", "asconfig.json", "build.sh")]
         # The AssemblyScript build takes its symbol map out with the Rust guest's script.
         files += [*guest.glob("assembly/**/*.ts"), GUEST / "wasm_names.py"]

@@ -94,3 +94,59 @@ def test_an_edit_is_live_within_a_build_and_a_broken_one_keeps_the_guest(mariadb
         except subprocess.TimeoutExpired:
             dev.kill()
             dev.wait()
+
+
+def copy_assemblyscript_guest(tmp_path: Path) -> Path:
+    """guest-as/ copied beside the Rust guest's scripts its build uses, the compiler the
+    repository's own (node_modules/, linked, as `npm ci` installs it from the lock)."""
+    guest = tmp_path / "guest-as"
+    shutil.copytree(ROOT / "guest-as", guest, ignore=shutil.ignore_patterns("node_modules", "build"))
+    if (ROOT / "guest-as" / "node_modules").is_dir():
+        (guest / "node_modules").symlink_to(ROOT / "guest-as" / "node_modules")
+    (tmp_path / "guest").mkdir()
+    for script in ("source_hash.py", "wasm_names.py"):
+        shutil.copy(ROOT / "guest" / script, tmp_path / "guest" / script)
+    shutil.copytree(ROOT / "service" / "guest", tmp_path / "service" / "guest")
+    return guest
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js for the AssemblyScript compiler")
+def test_an_edit_of_the_assemblyscript_guest_is_live_within_a_build(mariadb: EmbeddedMariaDB, tmp_path: Path) -> None:
+    guest = copy_assemblyscript_guest(tmp_path)
+    rule = guest / "assembly" / "legacy.ts"
+    assert MESSAGE in rule.read_text()
+    db = make_database(mariadb, "orders_dev_loop_as")
+    port = free_port()
+    log = tmp_path / "dev.log"
+    env = {**os.environ, "GUEST_SRC": str(guest), "DATABASE_URL": url_of(db), "PYTHON": sys.executable}
+    with open(log, "wb") as out:
+        dev = subprocess.Popen(
+            [str(ROOT / "scripts" / "dev"), "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    try:
+        wait_for("serving the copied guest", lambda: message_of(client).endswith(MESSAGE), log, 60)
+        said = log.read_text()
+        assert "building" not in said and "orders-as.wasm" in said  # current at start: no build
+
+        saved = time.monotonic()
+        rule.write_text(rule.read_text().replace(MESSAGE, "must be plain digits, edited in AssemblyScript"))
+        wait_for("the edited rule answering", lambda: message_of(client).endswith("edited in AssemblyScript"), log, 120)
+        took = time.monotonic() - saved
+        assert "SIGHUP: guest module reloaded" in log.read_text()
+
+        rule.write_text(
+            rule.read_text().replace("export function", "export function broken( {\nexport function", 1)
+        )
+        wait_for("the compiler's error", lambda: "the build failed" in log.read_text(), log, 120)
+        assert "legacy.ts" in log.read_text()
+        assert message_of(client).endswith("edited in AssemblyScript")  # the last good guest keeps serving
+        print(f"an edit of the AssemblyScript guest was live {took:.1f} s after it was saved")
+    finally:
+        client.close()
+        dev.terminate()
+        try:
+            dev.wait(30)
+        except subprocess.TimeoutExpired:
+            dev.kill()
+            dev.wait()
