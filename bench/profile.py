@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from run import BENCH, ORDER, ROOT, cpu_seconds, seed, wait_healthy
+from run import BENCH, ORDER, ROOT, cpu_seconds, seed, wait_healthy, wrk_command
 
 from service import EmbeddedMariaDB, available_engines
 from service._embedded import free_port
@@ -110,7 +110,7 @@ def main_thread_layers(raw: Path) -> collections.Counter[str]:
 
 
 def profile(
-    name: str, command: list[str], env: dict[str, str], args: argparse.Namespace, mariadb_pid: int, out: Path
+    name: str, command: list[str], env: dict[str, str], args: argparse.Namespace, mariadb_pid: int, out: Path, tmp: Path
 ) -> dict[str, Any]:
     label, method, path, body = REQUESTS[args.endpoint]
     port = free_port()
@@ -120,13 +120,7 @@ def profile(
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, process)
-        wrk = ["wrk", "-t2", f"-c{args.connections}", base + path]
-        wrk_env = dict(os.environ)
-        if method == "POST":
-            body_file = out / "body.json"
-            body_file.write_text(json.dumps(body))
-            wrk[1:1] = ["-s", str(BENCH / "post.lua")]
-            wrk_env["BODY_FILE"] = str(body_file)
+        wrk, wrk_env = wrk_command(base, method, path, body, args.connections, tmp)
         subprocess.run([*wrk, "-d3s"], env=wrk_env, capture_output=True, check=True)  # warm up
         raw = out / f"{name.replace(' ', '-')}-{args.endpoint}.txt"
         spy = subprocess.Popen(
@@ -204,7 +198,7 @@ def main() -> int:
                 seed(url)
                 env = {**os.environ, "DATABASE_URL": db_url, "LOG_LEVEL": "INFO", **extra}
                 assert server.pid is not None
-                result = profile(name, command, env, args, server.pid, args.out)
+                result = profile(name, command, env, args, server.pid, args.out, tmp)
                 result["target"] = name
                 results.append(result)
                 print_one(result)

@@ -96,15 +96,22 @@ def parse_wrk(text: str) -> dict[str, float]:
     return out
 
 
-def run_wrk(base: str, method: str, path: str, body: Any, seconds: int, connections: int, tmp: Path) -> dict[str, float]:
-    command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency", base + path]
+def wrk_command(base: str, method: str, path: str, body: Any, connections: int, tmp: Path) -> tuple[list[str], dict[str, str]]:
+    """wrk's command line (less its duration) and environment for one endpoint; a POST's body is
+    written to `tmp` and sent by bench/post.lua."""
+    command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", "--latency", base + path]
     env = dict(os.environ)
     if method == "POST":
         body_file = tmp / "body.json"
         body_file.write_text(json.dumps(body))
         command[1:1] = ["-s", str(BENCH / "post.lua")]
         env["BODY_FILE"] = str(body_file)
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    return command, env
+
+
+def run_wrk(base: str, method: str, path: str, body: Any, seconds: int, connections: int, tmp: Path) -> dict[str, float]:
+    command, env = wrk_command(base, method, path, body, connections, tmp)
+    done = subprocess.run([*command, f"-d{seconds}s"], capture_output=True, text=True, env=env, check=True)
     return parse_wrk(done.stdout)
 
 

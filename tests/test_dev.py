@@ -5,12 +5,13 @@ there is one, so that each edit rebuilds only the guest itself."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +20,7 @@ import pytest
 from service import EmbeddedMariaDB
 from service._embedded import free_port
 
-from .conftest import ROOT, make_database, url_of
+from .conftest import ROOT, Db, make_database, url_of
 
 MESSAGE = "must be a whole number written without sign, spaces or leading zeros"
 BUILD_SECONDS = 300  # a release build of the guest with LTO: about 30 s here, more on a busy machine
@@ -55,11 +56,9 @@ def message_of(client: httpx.Client) -> str:
     return str(answer.json()["error"]["message"]) if answer.status_code == 400 else ""
 
 
-def test_an_edit_is_live_within_a_build_and_a_broken_one_keeps_the_guest(mariadb: EmbeddedMariaDB, tmp_path: Path) -> None:
-    guest = copy_guest(tmp_path)
-    rule = guest / "src" / "legacy.rs"
-    assert MESSAGE in rule.read_text()
-    db = make_database(mariadb, "orders_dev_loop")
+@contextlib.contextmanager
+def running_dev(guest: Path, db: Db, tmp_path: Path) -> Iterator[tuple[httpx.Client, Path, subprocess.Popen[bytes]]]:
+    """scripts/dev on the guest folder `guest` against `db`: (a client of it, its log, it)."""
     port = free_port()
     log = tmp_path / "dev.log"
     env = {**os.environ, "GUEST_SRC": str(guest), "DATABASE_URL": url_of(db), "PYTHON": sys.executable}
@@ -68,6 +67,23 @@ def test_an_edit_is_live_within_a_build_and_a_broken_one_keeps_the_guest(mariadb
         dev = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
     try:
+        yield client, log, dev
+    finally:
+        client.close()
+        dev.terminate()
+        try:
+            dev.wait(30)
+        except subprocess.TimeoutExpired:
+            dev.kill()
+            dev.wait()
+
+
+def test_an_edit_is_live_within_a_build_and_a_broken_one_keeps_the_guest(mariadb: EmbeddedMariaDB, tmp_path: Path) -> None:
+    guest = copy_guest(tmp_path)
+    rule = guest / "src" / "legacy.rs"
+    assert MESSAGE in rule.read_text()
+    db = make_database(mariadb, "orders_dev_loop")
+    with running_dev(guest, db, tmp_path) as (client, log, dev):
         wait_for("serving the copied guest", lambda: message_of(client).endswith(MESSAGE), log, 60)
         assert "building" not in log.read_text()  # the copied module was current: no build at start
 
@@ -86,14 +102,6 @@ def test_an_edit_is_live_within_a_build_and_a_broken_one_keeps_the_guest(mariadb
         assert message_of(client).endswith("edited in scripts/dev")  # the last good guest keeps serving
         assert dev.poll() is None
         print(f"an edit was live {took:.1f} s after it was saved")
-    finally:
-        client.close()
-        dev.terminate()
-        try:
-            dev.wait(30)
-        except subprocess.TimeoutExpired:
-            dev.kill()
-            dev.wait()
 
 
 def copy_assemblyscript_guest(tmp_path: Path) -> Path:
@@ -116,15 +124,7 @@ def test_an_edit_of_the_assemblyscript_guest_is_live_within_a_build(mariadb: Emb
     rule = guest / "assembly" / "legacy.ts"
     assert MESSAGE in rule.read_text()
     db = make_database(mariadb, "orders_dev_loop_as")
-    port = free_port()
-    log = tmp_path / "dev.log"
-    env = {**os.environ, "GUEST_SRC": str(guest), "DATABASE_URL": url_of(db), "PYTHON": sys.executable}
-    with open(log, "wb") as out:
-        dev = subprocess.Popen(
-            [str(ROOT / "scripts" / "dev"), "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-    try:
+    with running_dev(guest, db, tmp_path) as (client, log, dev):
         wait_for("serving the copied guest", lambda: message_of(client).endswith(MESSAGE), log, 60)
         said = log.read_text()
         assert "building" not in said and "orders-as.wasm" in said  # current at start: no build
@@ -135,18 +135,8 @@ def test_an_edit_of_the_assemblyscript_guest_is_live_within_a_build(mariadb: Emb
         took = time.monotonic() - saved
         assert "SIGHUP: guest module reloaded" in log.read_text()
 
-        rule.write_text(
-            rule.read_text().replace("export function", "export function broken( {\nexport function", 1)
-        )
+        rule.write_text(rule.read_text().replace("export function", "export function broken( {\nexport function", 1))
         wait_for("the compiler's error", lambda: "the build failed" in log.read_text(), log, 120)
         assert "legacy.ts" in log.read_text()
         assert message_of(client).endswith("edited in AssemblyScript")  # the last good guest keeps serving
         print(f"an edit of the AssemblyScript guest was live {took:.1f} s after it was saved")
-    finally:
-        client.close()
-        dev.terminate()
-        try:
-            dev.wait(30)
-        except subprocess.TimeoutExpired:
-            dev.kill()
-            dev.wait()
