@@ -114,31 +114,39 @@ def unchecked_import(wasmtime: Any, store: Any, ty: Any, fn: HostFunction) -> tu
     return from_raw(raw), c_callback
 
 
+_C_FUNCTIONS: dict[str, Any] = {}
+
+
+def _c_function(wasmtime: Any, name: str, restype: Any, argtypes: list[Any]) -> Any:
+    """A function object of our own for wasmtime's C function `name` (wasmtime-py's keep their
+    argument and result types), made once per process and shared by every instance."""
+    function = _C_FUNCTIONS.get(name)
+    if function is None:
+        function = wasmtime._ffi.dll[name]
+        function.restype, function.argtypes = restype, argtypes
+        _C_FUNCTIONS[name] = function
+    return function
+
+
 def unchecked_memory(wasmtime: Any, store: Any, memory: Any) -> tuple[Callable[[], int], Callable[[], int]] | None:
     """(size in bytes, address of byte 0) of the exported `memory`, each one C call with its
     arguments made once, where wasmtime-py's own accessors make a context, a reference and a
     pointer object per call; None, for the public path, where the internals are not as expected.
     The closures must not be called after the store is closed."""
     try:
-        dll = wasmtime._ffi.dll
-        context = store._context()
+        context = ctypes.cast(store._context(), ctypes.c_void_p)
         memory_ref = ctypes.byref(memory._memory)
-        # Function objects of our own: wasmtime-py's keep their argument and result types.
-        data_size = dll["wasmtime_memory_data_size"]
-        data = dll["wasmtime_memory_data"]
+        data_size = _c_function(wasmtime, "wasmtime_memory_data_size", ctypes.c_size_t, [ctypes.c_void_p, ctypes.c_void_p])
+        data = _c_function(wasmtime, "wasmtime_memory_data", ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p])
     except (AttributeError, ImportError, KeyError) as e:
         _fell_back("memory", e)
         return None
-    data_size.restype = ctypes.c_size_t
-    data.restype = ctypes.c_void_p
-    data_size.argtypes = data.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-    context_address = ctypes.cast(context, ctypes.c_void_p)
 
     def size() -> int:
-        return int(data_size(context_address, memory_ref))
+        return int(data_size(context, memory_ref))
 
     def base() -> int:
-        return int(data(context_address, memory_ref) or 0)
+        return int(data(context, memory_ref) or 0)
 
     return size, base
 
@@ -149,12 +157,10 @@ def unchecked_epoch_deadline(wasmtime: Any, store: Any) -> Callable[[int], None]
     expected. Not to be called after the store is closed."""
     try:
         context = ctypes.cast(store._context(), ctypes.c_void_p)
-        set_deadline = wasmtime._ffi.dll["wasmtime_context_set_epoch_deadline"]
+        set_deadline = _c_function(wasmtime, "wasmtime_context_set_epoch_deadline", None, [ctypes.c_void_p, ctypes.c_uint64])
     except (AttributeError, ImportError, KeyError) as e:
         _fell_back("epoch deadline", e)
         return None
-    set_deadline.restype = None
-    set_deadline.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
 
     def set_epoch_deadline(ticks: int) -> None:
         set_deadline(context, ticks)
