@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from starlette.applications import Starlette
 
-from . import _malloc
+from . import _heap, _malloc
 from ._database import SCHEMA_DIR, Database
 from ._engines import load_engine
 from ._errors import GuestLoadError
@@ -41,6 +41,8 @@ class Runtime:
     reload_again: bool = False
     #: bytes of large answers being sent to clients that have not taken them yet
     unsent_bytes: int = 0
+    #: the heap settled again after a reload (service/_heap.py), until it is
+    settle_timer: asyncio.TimerHandle | None = None
 
 
 def guest_tables() -> list[str]:
@@ -97,9 +99,12 @@ def lifespan(
         metrics.engine.labels(loaded.engine.name).set(1)
         metrics.watch_pool(database.pool_sizes)
         log.info("serving with the %s engine, database %s", loaded.engine.name, database_url.redacted())
+        _heap.settle()  # what was built to serve is out of the collector's way
         try:
             yield
         finally:
+            if runtime.settle_timer is not None:
+                runtime.settle_timer.cancel()
             await database.close()
             metrics.close()
 
@@ -143,6 +148,9 @@ def watch_for_reload(runtime: Runtime) -> None:
             return
         old, runtime.guest = runtime.guest, fresh
         old.retire()
+        # The old guest's objects become collectable; the heap is settled again once no request
+        # can still be running on it (each ends within REQUEST_TIMEOUT).
+        runtime.settle_timer = _heap.loosen(settings.limits.request_seconds + 1, runtime.settle_timer)
         log.info("SIGHUP: guest module reloaded from %s", fresh.name)
 
     def start() -> None:
