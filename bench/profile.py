@@ -135,7 +135,9 @@ def profile(
                 str(args.seconds + 1),
                 "-f",
                 "raw",
-                "--nonblocking",
+                # --native must stop the process for each sample (py-spy cannot read C stacks
+                # of a running one), which costs throughput but keeps the shares.
+                *(["--native"] if args.native else ["--nonblocking"]),
                 "-o",
                 str(raw),
             ],
@@ -177,6 +179,7 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second (default 250)")
     parser.add_argument("--endpoint", choices=sorted(REQUESTS), action="append")
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "profile")
+    parser.add_argument("--native", action="store_true", help="py-spy's --native: C frames too (e.g. the collector)")
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"))
     args = parser.parse_args()
     if not Path(args.py_spy).exists() and shutil.which(args.py_spy) is None:
