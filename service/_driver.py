@@ -92,16 +92,19 @@ async def connect(url: DatabaseURL, connect_timeout: float, init_command: str) -
         if isinstance(e, asyncio.CancelledError):
             raise
         raise convert_error(e) from None
-    return Connection(raw)
+    return Connection(raw, url)
 
 
 class Connection:
     """One connection, and what the service knows about it."""
 
-    __slots__ = ("raw", "thread_id", "last_used", "busy")
+    __slots__ = ("raw", "url", "thread_id", "last_used", "busy")
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, url: DatabaseURL) -> None:
         self.raw = raw
+        #: who opened it: the only user, besides an administrator with CONNECTION ADMIN, that
+        #: may kill its session
+        self.url = url
         self.thread_id: int = raw.thread_id()
         self.last_used = time.monotonic()
         #: a statement was sent and its answer not read to the end

@@ -16,11 +16,14 @@ log = logging.getLogger("service.database")
 
 
 class Reaper:
-    """Closes connections, and kills on the server, as `admin_url`'s user, the sessions of those
-    that were running a statement; the kills run in the background, and `close` waits for them."""
+    """Closes connections, and kills on the server the sessions of those that were running a
+    statement; the kills run in the background, and `close` waits for them.
 
-    def __init__(self, admin_url: DatabaseURL, connect_timeout: float) -> None:
-        self._admin_url = admin_url
+    Each session is killed by a new connection of the user that opened it: MariaDB lets a user
+    kill its own sessions, and only an administrator with CONNECTION ADMIN (or SUPER) anyone
+    else's, which neither of the service's users has (sql/grants.sql)."""
+
+    def __init__(self, connect_timeout: float) -> None:
         self._connect_timeout = connect_timeout
         self._background: set[asyncio.Task[None]] = set()
 
@@ -32,19 +35,19 @@ class Reaper:
         conn.raw.close()
         if conn.busy:
             conn.busy = False
-            task = asyncio.get_running_loop().create_task(self._kill(conn.thread_id))
+            task = asyncio.get_running_loop().create_task(self._kill(conn.url, conn.thread_id))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _kill(self, thread_id: int) -> None:
+    async def _kill(self, url: DatabaseURL, thread_id: int) -> None:
         try:
             async with deadline(self._connect_timeout + 2):
-                admin = await aiomysql.connect(**connect_args(self._admin_url, self._connect_timeout))
+                killer = await aiomysql.connect(**connect_args(url, self._connect_timeout))
                 try:
-                    async with admin.cursor() as cur:
+                    async with killer.cursor() as cur:
                         await cur.execute(f"KILL CONNECTION {int(thread_id)}")
                 finally:
-                    admin.close()
+                    killer.close()
         except pymysql.err.MySQLError as e:
             if e.args and e.args[0] == NO_SUCH_THREAD:
                 return  # it had already ended

@@ -4,15 +4,17 @@ nothing but change the orders table's rows, and the service sets up the same for
 from __future__ import annotations
 
 import secrets
+import time
 from pathlib import Path
 
+import httpx
 import pymysql
 import pytest
 
 from service._database import prepare_guest_user
 from service._settings import DatabaseURL
 
-from .conftest import ROOT, EmbeddedMariaDB, Service, make_database, url_of
+from .conftest import NEW_ORDER, ROOT, EmbeddedMariaDB, Service, guest_env, make_database, url_of
 
 ORDER = {"product_id": 1, "quantity": 2, "amount": 3.5, "shipping": 0, "tax": 0.25, "shipping_address": "least privilege"}
 APP = ("orders_app", "s3cret-app")
@@ -143,3 +145,51 @@ def test_the_service_gives_its_own_server_the_same_guest_user(granted: str, mari
     theirs = {(s.replace(granted, "DB"), t, p) for s, t, p in privileges(mariadb, "orders_app")}
     assert ours == theirs == {("DB", "orders", p) for p in ("SELECT", "INSERT", "UPDATE", "DELETE")}
     assert url_of(db)  # the administrator's URL still works for the suite
+
+
+def app_statements(mariadb: EmbeddedMariaDB, database: str) -> list[tuple[object, ...]]:
+    """The guest user's statements running on the server now."""
+    with root(mariadb, database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT ID, TIME, INFO FROM information_schema.PROCESSLIST WHERE USER = %s AND COMMAND = 'Query'", (APP[0],))
+        return list(cur.fetchall())
+
+
+@pytest.mark.parametrize("how", ["client_leaves", "request_timeout"])
+def test_the_two_users_statements_are_killed_when_their_request_ends(
+    granted: str, mariadb: EmbeddedMariaDB, engine: str, tmp_path: Path, how: str
+) -> None:
+    """A statement waiting on a row lock (statement and lock limits far away) is killed on the
+    server as soon as its client leaves or its request runs out of time, with the users of
+    sql/grants.sql: neither may kill another user's session, so the kill must come from its own."""
+    env = {
+        "DATABASE_URL": url(APP, mariadb, granted),
+        "DATABASE_ADMIN_URL": url(ADMIN, mariadb, granted),
+        **guest_env(engine, "rust"),
+        "DB_LOCK_TIMEOUT": "30",
+        "DB_STATEMENT_TIMEOUT": "30",
+        **({"REQUEST_TIMEOUT": "1"} if how == "request_timeout" else {}),
+    }
+    with root(mariadb, granted) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM orders WHERE order_id = 1")
+        cur.execute("INSERT INTO orders VALUES (1, 12, 2, 19.99, 15, 2, 'locked')")
+    holder = root(mariadb, granted)
+    holder.autocommit(False)
+    holder.cursor().execute("SELECT * FROM orders WHERE order_id = 1 FOR UPDATE")
+    svc = Service(env, tmp_path / "service.log")
+    try:
+        with httpx.Client(base_url=svc.base, timeout=1.0 if how == "client_leaves" else 10.0) as client:
+            try:
+                answer = client.post("/update_order", json={**NEW_ORDER, "order_id": 1, "quantity": 5})
+                assert how == "request_timeout" and answer.status_code == 503, answer.text
+                assert answer.json()["error"]["code"] == "limit_exceeded", answer.text
+            except httpx.TimeoutException:
+                assert how == "client_leaves"
+        end = time.monotonic() + 3
+        while app_statements(mariadb, granted) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert app_statements(mariadb, granted) == [], "the statement outlived its request"
+        assert "could not kill" not in svc.log()
+    finally:
+        holder.rollback()
+        holder.close()
+        svc.stop()
