@@ -154,7 +154,7 @@ class Guest:
     ) -> GuestResponse:
         """Runs one request on an instance of its own; raises GuestFault if the guest misbehaves
         and LimitExceeded if it goes over a limit (`request_time` when the whole invocation,
-        database waits included, runs past REQUEST_TIMEOUT).
+        database waits and the wait for an instance included, runs past REQUEST_TIMEOUT).
 
         `charged` gives the seconds of host work done for the guest (checking its statements),
         which count against its time limit as its own time does; so does setting up a new
@@ -162,17 +162,22 @@ class Guest:
         discarded, never reused.
         """
         invocation = Invocation(host_call, log_sink, self.limits, charged)
-        instance = await self._pool.acquire(invocation)
+        instance: GuestInstance | None = None
         reusable = False
         try:
+            # Waiting for an instance while all are busy counts too: a queue of requests each
+            # waits at most REQUEST_TIMEOUT, not the time of everyone before it.
             async with deadline(self.limits.request_seconds):
+                instance = await self._pool.acquire(invocation)
                 response = await instance.run(request, invocation)
             reusable = True
             return response
         except asyncio.TimeoutError:
             raise LimitExceeded(
                 "request_time",
-                f"the request took more than {self.limits.request_seconds:g} s (REQUEST_TIMEOUT), database waits included",
+                f"the request took more than {self.limits.request_seconds:g} s (REQUEST_TIMEOUT), database waits and "
+                "waiting for a guest instance included",
             ) from None
         finally:
-            self._pool.release(instance, reusable)
+            if instance is not None:
+                self._pool.release(instance, reusable)

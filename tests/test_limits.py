@@ -750,3 +750,29 @@ def test_setting_up_an_instance_for_a_request_counts_against_its_time(engine: st
         assert invocation.guest_seconds > 0
     finally:
         instance.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_waiting_for_a_busy_guest_counts_against_the_request_time(
+    engine: str, hostile_db: tuple[Db, DatabaseURL], tmp_path: Path
+) -> None:
+    """One instance, three requests each running past REQUEST_TIMEOUT: the ones queued behind
+    the first answer at their own limit, not after the time of everyone before them."""
+    admin, _ = hostile_db
+    seed(admin, 30_000)
+    wat = statement_guest({"sql": SLOW_QUERY, "params": [0, 5]})
+    guest = Guest(load_engine(engine), build(wat, tmp_path), limits=Limits(request_seconds=1.0), pool_max=1)
+
+    async def work(database: Database) -> list[float]:
+        started = time.monotonic()
+
+        async def one() -> float:
+            with pytest.raises(LimitExceeded) as stopped:
+                await invoke(guest, database)
+            assert stopped.value.limit == "request_time"
+            return time.monotonic() - started
+
+        return list(await asyncio.gather(one(), one(), one()))
+
+    ended = run(hostile_db, work, statement_timeout=60.0)
+    assert max(ended) < 1.8, f"requests ended after {ended} s; each may take 1 s"
