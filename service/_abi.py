@@ -52,7 +52,8 @@ GUEST_CONTENT_TYPES = frozenset(
 # Statuses whose answer has no body.
 _NO_BODY = frozenset({204, 205, 304})
 _RESPONSE_KEYS = frozenset({"status", "content_type", "headers"})
-# A response header line without headers, read without a JSON parser (the common case).
+# A response header line without headers, read without a JSON parser (the common case): each
+# key once, in the order the guest writes them, so a line with a repeated key never matches.
 _SIMPLE_HEAD = re.compile(rb'\{"status":(\d{3}),"content_type":"([ !#-\[\]-~]*)","headers":\[\]\}')
 # Compact, non-ASCII as UTF-8: the header line exactly as the golden file writes it.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
@@ -97,7 +98,7 @@ def decode_response(data: bytes, max_bytes: int) -> GuestResponse:
         if 200 <= status <= 599 and not (body and status in _NO_BODY) and content_type in GUEST_CONTENT_TYPES:
             return GuestResponse(status, content_type, [], body)
     try:
-        meta = json.loads(head)
+        meta = json.loads(head, object_pairs_hook=_each_key_once)
     except (ValueError, RecursionError):
         raise GuestFault("the guest's response has no valid header line") from None
     headers = _fields(meta)
@@ -107,6 +108,15 @@ def decode_response(data: bytes, max_bytes: int) -> GuestResponse:
     if not 200 <= status <= 599 or (body and status in _NO_BODY) or content_type not in GUEST_CONTENT_TYPES:
         raise GuestFault(f"the guest's response header is not valid: {head[:200]!r}")
     return GuestResponse(status, content_type, headers, body)
+
+
+def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of the header line, refused (ValueError) when a key is repeated: the guest
+    refuses a repeated key in a request, and the host refuses one in a response."""
+    meta = dict(pairs)
+    if len(meta) != len(pairs):
+        raise ValueError("a key given twice")
+    return meta
 
 
 def _fields(meta: Any) -> list[tuple[str, str]] | None:

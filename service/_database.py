@@ -18,13 +18,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from . import _limits
 from ._deadline import deadline as deadline
 from ._driver import Connection as Connection
 from ._driver import convert_error as convert_error
 from ._errors import DatabaseError, DatabaseUnavailable
 from ._grants import OWN_PRIVILEGES, warn_if_privileged
 from ._grants import prepare_guest_user as prepare_guest_user
-from ._pool import Pool
+from ._pool import KEEP_INTERVAL, Pool
 from ._reaper import Reaper
 from ._schema import SCHEMA_DIR as SCHEMA_DIR
 from ._schema import Schema
@@ -44,14 +45,14 @@ class Database:
         url: DatabaseURL,
         *,
         admin_url: DatabaseURL | None = None,
-        pool_min: int = 0,
-        pool_max: int = 10,
-        connect_timeout: float = 5.0,
-        acquire_timeout: float = 10.0,
-        statement_timeout: float = 5.0,
-        lock_timeout: int = 3,
+        pool_min: int = _limits.DB_POOL_MIN,
+        pool_max: int = _limits.DB_POOL_MAX,
+        connect_timeout: float = _limits.DB_CONNECT_TIMEOUT,
+        acquire_timeout: float = _limits.DB_ACQUIRE_TIMEOUT,
+        statement_timeout: float = _limits.DB_STATEMENT_TIMEOUT,
+        lock_timeout: int = _limits.DB_LOCK_TIMEOUT,
         guest_tables: frozenset[str] = frozenset(),
-        keep_interval: float = 30.0,
+        keep_interval: float = KEEP_INTERVAL,
     ) -> None:
         self.url = url
         self._guest_tables = guest_tables

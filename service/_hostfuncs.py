@@ -15,13 +15,12 @@ import decimal
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from ._database import Connection, Database
 from ._errors import DatabaseError, GuestFault, LimitExceeded
 from ._limits import Limits
-from ._logs import printable
-from ._metrics import Metrics
+from ._printable import printable
 from ._sql import Capability, Statement, StatementRefused
 
 guest_log = logging.getLogger("service.guest.log")
@@ -29,6 +28,13 @@ guest_log = logging.getLogger("service.guest.log")
 _OK = b'{"ok":true}'
 _OPERATIONS = frozenset({"query", "execute", "begin", "commit", "rollback"})
 _WRITES = frozenset({"insert", "update", "delete", "truncate"})
+
+
+class HostCallMetrics(Protocol):
+    """Where a session counts the guest's host calls: the HTTP side's `Metrics` (this layer
+    imports nothing of HTTP, so it names only what it needs)."""
+
+    def host_call(self, function: str, seconds: float | None = None) -> None: ...
 
 
 def _json_default(value: Any) -> Any:
@@ -73,7 +79,7 @@ class HostSession:
         max_result_bytes: int,
         max_result_rows: int = Limits.result_rows,
         request_id: str = "-",
-        metrics: Metrics | None = None,
+        metrics: HostCallMetrics | None = None,
     ) -> None:
         self._db = db
         self._capability = capability
@@ -101,10 +107,8 @@ class HostSession:
         try:
             return await self._call(operation, payload)
         finally:
-            metrics = self._metrics
             function = f"db_{operation}" if operation in _OPERATIONS else "db_unknown"
-            metrics.labelled(metrics.host_calls, function).inc()
-            metrics.labelled(metrics.host_call_seconds, function).observe(time.perf_counter() - started)
+            self._metrics.host_call(function, time.perf_counter() - started)
 
     async def _call(self, operation: str, payload: bytes) -> bytes:
         db = self._db
@@ -206,7 +210,7 @@ class HostSession:
 
     def log(self, level: int, message: str) -> None:
         if self._metrics is not None:
-            self._metrics.labelled(self._metrics.host_calls, "log").inc()
+            self._metrics.host_call("log")
         guest_log.log(level if level in (10, 20, 30, 40, 50) else logging.INFO, "[%s] %s", self._request_id, printable(message))
 
     async def close(self, *, broken: bool = False) -> None:

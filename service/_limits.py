@@ -1,6 +1,8 @@
-"""The limits of one guest invocation, from the settings (GUEST_*, MAX_*, REQUEST_TIMEOUT).
+"""Every limit's default, once: those of one guest invocation (`Limits`), of the process, of
+the database and of HTTP clients.
 
-Each default is written here once; `Settings` reads the environment variable named beside it.
+`Settings` reads the environment variable named beside each; the modules that take a limit as
+an argument (`Database`, `Pool`, `HostSession`, `Guest`) default to the value written here.
 """
 
 from __future__ import annotations
@@ -11,6 +13,30 @@ from dataclasses import dataclass
 GUEST_POOL_MAX = 64
 #: GUEST_MEMORY_TOTAL_MB: guest memory of all instances of a process together
 GUEST_MEMORY_TOTAL_BYTES = 512 * 1024 * 1024
+#: GUEST_COMPILE_TIMEOUT: seconds compiling a module loaded by SIGHUP may take
+GUEST_COMPILE_TIMEOUT = 60.0
+
+#: DB_POOL_MIN: database connections opened at start and kept open, per process
+DB_POOL_MIN = 0
+#: DB_POOL_MAX: database connections in use at once, per process
+DB_POOL_MAX = 10
+#: DB_CONNECT_TIMEOUT: seconds to connect to the database
+DB_CONNECT_TIMEOUT = 5.0
+#: DB_ACQUIRE_TIMEOUT: seconds a request waits for a free connection
+DB_ACQUIRE_TIMEOUT = 10.0
+#: DB_STATEMENT_TIMEOUT: seconds one guest statement may run (MariaDB's max_statement_time)
+DB_STATEMENT_TIMEOUT = 5.0
+#: DB_LOCK_TIMEOUT: whole seconds a guest statement waits for a row or table lock
+DB_LOCK_TIMEOUT = 3
+
+#: MAX_BODY_BYTES: a request body; larger ones get 413
+MAX_BODY_BYTES = 1024 * 1024
+#: CLIENT_TIMEOUT: seconds a client may take to send its body, and to take its answer
+CLIENT_TIMEOUT = 30.0
+#: MAX_UNSENT_MB: bytes of large answers waiting for their clients, in all; past it 503
+MAX_UNSENT_BYTES = 256 * 1024 * 1024
+#: MAX_CONNECTIONS: connections and requests at once (uvicorn's limit_concurrency); past it 503
+MAX_CONNECTIONS = 512
 
 
 @dataclass(frozen=True)

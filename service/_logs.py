@@ -1,5 +1,5 @@
-"""Logging: one access line per request, the format of every line (text or JSON), and escaping
-what a client or the guest wrote so that it cannot end or forge a line."""
+"""Logging: one access line per request, and the format of every line (text or JSON). What a
+client wrote is escaped by `_printable` so that it cannot end or forge a line."""
 
 from __future__ import annotations
 
@@ -11,18 +11,10 @@ from typing import Any
 from starlette.types import Scope
 
 from ._exchange import Exchange
+from ._printable import printable as printable  # SIGHUP's messages take it from here too
 from ._request_ids import request_id_var
 
 access_log = logging.getLogger("service.access")
-
-# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators.
-_UNPRINTABLE = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
-
-
-def printable(text: str) -> str:
-    """`text` with every character that could end or forge a log line escaped (\\n as \\x0a)."""
-    return text.translate(_UNPRINTABLE) if not text.isprintable() else text
-
 
 class AccessLog:
     """Writes one line per request (an observer of `Exchanges`), as JSON with `json_lines`.

@@ -57,6 +57,13 @@ class Metrics:
             child = self._children[key] = metric.labels(*values)
         return child
 
+    def host_call(self, function: str, seconds: float | None = None) -> None:
+        """Counts one call to a host function by the guest, timed when `seconds` is given (what
+        `_hostfuncs.HostCallMetrics` asks for)."""
+        self.labelled(self.host_calls, function).inc()
+        if seconds is not None:
+            self.labelled(self.host_call_seconds, function).observe(seconds)
+
     def watch_pool(self, sizes: Callable[[], tuple[int, int]]) -> None:
         """`sizes()` gives (in use, free); read at every scrape."""
         self._pool_sizes = sizes

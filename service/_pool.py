@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 
+from . import _limits
 from ._deadline import deadline
 from ._driver import Connection, connect
 from ._errors import DatabaseError, DatabaseUnavailable
@@ -21,6 +22,8 @@ log = logging.getLogger("service.database")
 
 # A pooled connection idle this long is closed rather than reused (the server may have dropped it).
 IDLE_SECONDS = 600.0
+# How often the keeper pings idle connections and tops the pool up to its minimum.
+KEEP_INTERVAL = 30.0
 
 
 class Pool:
@@ -32,11 +35,11 @@ class Pool:
         reaper: Reaper,
         *,
         init_command: str,
-        pool_min: int = 0,
-        pool_max: int = 10,
-        connect_timeout: float = 5.0,
-        acquire_timeout: float = 10.0,
-        keep_interval: float = 30.0,
+        pool_min: int = _limits.DB_POOL_MIN,
+        pool_max: int = _limits.DB_POOL_MAX,
+        connect_timeout: float = _limits.DB_CONNECT_TIMEOUT,
+        acquire_timeout: float = _limits.DB_ACQUIRE_TIMEOUT,
+        keep_interval: float = KEEP_INTERVAL,
         idle_seconds: float = IDLE_SECONDS,
     ) -> None:
         self._url = url

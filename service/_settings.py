@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from . import _limits
 from ._errors import ConfigError
-from ._limits import GUEST_MEMORY_TOTAL_BYTES, GUEST_POOL_MAX, Limits
+from ._limits import Limits
 
 ENGINES = ("auto", "wasmer", "wasmtime")
 _TRUE = {"1", "true", "yes", "on"}
@@ -77,27 +78,27 @@ class Settings:
     database_admin_url: DatabaseURL | None = None
     wasm_engine: str = "auto"
     allow_reset: bool = False
-    db_pool_min: int = 0
-    db_pool_max: int = 10
-    db_connect_timeout: float = 5.0
-    db_acquire_timeout: float = 10.0
+    db_pool_min: int = _limits.DB_POOL_MIN
+    db_pool_max: int = _limits.DB_POOL_MAX
+    db_connect_timeout: float = _limits.DB_CONNECT_TIMEOUT
+    db_acquire_timeout: float = _limits.DB_ACQUIRE_TIMEOUT
     #: MariaDB's max_statement_time for every guest statement, in seconds
-    db_statement_timeout: float = 5.0
+    db_statement_timeout: float = _limits.DB_STATEMENT_TIMEOUT
     #: how long a guest statement waits for a row or table lock, in whole seconds
-    db_lock_timeout: int = 3
-    guest_pool_max: int = GUEST_POOL_MAX
+    db_lock_timeout: int = _limits.DB_LOCK_TIMEOUT
+    guest_pool_max: int = _limits.GUEST_POOL_MAX
     #: guest memory of all instances of a process together (idle instances are dropped first)
-    guest_memory_total: int = GUEST_MEMORY_TOTAL_BYTES
+    guest_memory_total: int = _limits.GUEST_MEMORY_TOTAL_BYTES
     guest_module: Path | None = None
     #: how long compiling a module loaded by SIGHUP may take
-    guest_compile_timeout: float = 60.0
-    max_body_bytes: int = 1024 * 1024
+    guest_compile_timeout: float = _limits.GUEST_COMPILE_TIMEOUT
+    max_body_bytes: int = _limits.MAX_BODY_BYTES
     #: seconds a client may take to send its body, and to take its answer
-    client_timeout: float = 30.0
+    client_timeout: float = _limits.CLIENT_TIMEOUT
     #: bytes of large answers waiting for their clients to take them, in all; past it 503
-    max_unsent_bytes: int = 256 * _MB
+    max_unsent_bytes: int = _limits.MAX_UNSENT_BYTES
     #: connections and requests at once (uvicorn's limit_concurrency); past it 503
-    max_connections: int = 512
+    max_connections: int = _limits.MAX_CONNECTIONS
     limits: Limits = _LIMITS
     data_dir: Path = Path(".data")
     #: where compiled guest code is kept between starts; None: no cache

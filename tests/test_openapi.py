@@ -5,8 +5,11 @@ the live service keeps to it. A guest whose description is not valid is refused.
 from __future__ import annotations
 
 import json
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from starlette.routing import Route
 
 from service import GuestLoadError
 from service._description import HOST_PATHS, MAX_DESCRIPTION_BYTES, read_description
+from service._guest import DEFAULT_MODULE
 from service._openapi import openapi_document
 from service._routes import build_routes
 
@@ -124,6 +128,43 @@ def test_a_guest_with_other_rules_is_routed_and_described_by_its_own_description
         assert [p for p in described["paths"] if p.startswith("/api")] == ["/api/widgets/{widget_id}"]
         assert described["paths"]["/api/widgets/{widget_id}"]["get"]["parameters"][0]["schema"]["maximum"] == 9
         assert "Widget" in described["components"]["schemas"] and "Order" not in described["components"]["schemas"]
+    finally:
+        service.stop()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_guest_with_other_rules_loaded_by_sighup_is_routed_and_described_by_its_own_description(
+    engine: str, guest_db: Db, tmp_path: Path
+) -> None:
+    """The running service, sent SIGHUP, serves and describes the new guest's routes, answers
+    their CORS preflight with the new methods, and answers 404 on the routes it had before."""
+    module = tmp_path / "guest.wasm"
+    shutil.copy(DEFAULT_MODULE, module)
+    service = Service({"GUEST_MODULE": str(module), "WASM_ENGINE": engine, **least_privilege(guest_db)}, tmp_path / "svc.log")
+    preflight = {"origin": "http://elsewhere", "access-control-request-method": "DELETE"}
+    try:
+        assert "/api/orders/{order_id}" in service.client.get("/openapi.json").json()["paths"]
+        assert service.client.options("/api/widgets/7", headers=preflight).status_code == 404
+        module.write_bytes(build(wat_guest(RESPOND, description=json.dumps(WIDGETS)), tmp_path))
+        service.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "guest module reloaded" not in service.log():
+            assert time.monotonic() < deadline, f"no reload in 30 s:\n{service.log()}"
+            time.sleep(0.05)
+        described = service.client.get("/openapi.json").json()
+        validate(described)
+        assert [p for p in described["paths"] if p.startswith("/api")] == ["/api/widgets/{widget_id}"]
+        assert described["paths"]["/api/widgets/{widget_id}"]["get"]["parameters"][0]["schema"]["maximum"] == 9
+        assert "Widget" in described["components"]["schemas"] and "Order" not in described["components"]["schemas"]
+        answer = service.client.get("/api/widgets/7")
+        assert (answer.status_code, answer.json()) == (200, {"status": True})
+        assert answer.headers["access-control-allow-methods"] == "GET, DELETE, OPTIONS"
+        asked = service.client.options("/api/widgets/7", headers=preflight)
+        assert asked.status_code == 204
+        assert asked.headers["access-control-allow-methods"] == "GET, DELETE, OPTIONS"
+        assert service.client.post("/api/widgets/7").headers["allow"] == "GET, DELETE, HEAD, OPTIONS"
+        for gone in ("/api/orders/7", "/api/orders", "/orders", "/create_order"):
+            assert service.client.get(gone).status_code == 404, gone
     finally:
         service.stop()
 

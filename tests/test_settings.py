@@ -2,16 +2,76 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 from pathlib import Path
 
 import pytest
 
-from service import ConfigError, DatabaseURL, Settings
+from service import ConfigError, DatabaseURL, Settings, _limits
+from service._database import Database
+from service._pool import Pool
 
 
 def test_defaults() -> None:
     s = Settings.from_environ({})
     assert (s.database_url, s.wasm_engine, s.allow_reset, s.max_body_bytes) == (None, "auto", False, 1024 * 1024)
+
+
+#: each setting with its default in service/_limits.py, and the arguments of Database and Pool
+#: that take it
+_ONCE = {
+    "db_pool_min": ("DB_POOL_MIN", "pool_min"),
+    "db_pool_max": ("DB_POOL_MAX", "pool_max"),
+    "db_connect_timeout": ("DB_CONNECT_TIMEOUT", "connect_timeout"),
+    "db_acquire_timeout": ("DB_ACQUIRE_TIMEOUT", "acquire_timeout"),
+    "db_statement_timeout": ("DB_STATEMENT_TIMEOUT", "statement_timeout"),
+    "db_lock_timeout": ("DB_LOCK_TIMEOUT", "lock_timeout"),
+    "guest_pool_max": ("GUEST_POOL_MAX", None),
+    "guest_memory_total": ("GUEST_MEMORY_TOTAL_BYTES", None),
+    "guest_compile_timeout": ("GUEST_COMPILE_TIMEOUT", None),
+    "max_body_bytes": ("MAX_BODY_BYTES", None),
+    "client_timeout": ("CLIENT_TIMEOUT", None),
+    "max_unsent_bytes": ("MAX_UNSENT_BYTES", None),
+    "max_connections": ("MAX_CONNECTIONS", None),
+}
+
+
+def test_every_limit_default_is_the_one_in_limits() -> None:
+    """Settings (read from an empty environment too), Database and Pool default to the values
+    service/_limits.py defines."""
+    read = Settings.from_environ({})
+    for field, (constant, argument) in _ONCE.items():
+        value = getattr(_limits, constant)
+        assert getattr(Settings(), field) == getattr(read, field) == value, field
+        for cls in (Database, Pool):
+            parameters = inspect.signature(cls.__init__).parameters
+            if argument in parameters:
+                assert parameters[argument].default == value, f"{cls.__name__}({argument})"
+    assert Settings().limits == read.limits == _limits.Limits()
+
+
+def test_no_limit_default_is_written_outside_limits() -> None:
+    """No parameter or field of another module that takes a limit has a number written as its
+    default: a second copy of a default could drift from the first."""
+    names = {name for pair in _ONCE.values() for name in pair if name} | set(_ONCE) | {"max_result_rows", "max_result_bytes"}
+    service = Path(_limits.__file__).parent
+    found = []
+    for path in sorted(service.glob("*.py")):
+        if path.name == "_limits.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            pairs: list[tuple[str, ast.expr | None]] = []
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = [*node.args.posonlyargs, *node.args.args]
+                pairs += zip([a.arg for a in args[len(args) - len(node.args.defaults) :]], node.args.defaults, strict=True)
+                pairs += [(a.arg, d) for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                pairs.append((node.target.id, node.value))
+            for name, default in pairs:
+                if name in names and default is not None and any(isinstance(n, ast.Constant) for n in ast.walk(default)):
+                    found.append(f"{path.name}:{default.lineno} {name}")
+    assert found == []
 
 
 def test_the_original_url_form() -> None:

@@ -1,6 +1,7 @@
-"""The host's modules stay small and read in one direction: each 250 lines or fewer, and no
-module imports one that imports it back, directly or through others (imports inside functions
-count as well). The guest's Rust modules read in one direction too."""
+"""The host's modules stay small and read in one direction: each 250 lines or fewer, no module
+imports one that imports it back, directly or through others (imports inside functions count as
+well), and the layers the README names (HTTP, guest runtime, host functions, database, and the
+modules they share) import downward only. The guest's Rust modules read in one direction too."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ SERVICE = Path(__file__).resolve().parent.parent / "service"
 GUEST_SRC = SERVICE.parent / "guest" / "src"
 MODULES = sorted(SERVICE.glob("*.py"))
 MAX_LINES = 250
+README = SERVICE.parent / "README.md"
+LAYERS = ("HTTP", "Guest runtime", "Host functions", "Database")
 
 
 def _imports(path: Path) -> set[str]:
@@ -87,6 +90,45 @@ def test_the_checker_sees_every_kind_of_import() -> None:
 def test_no_module_imports_one_that_imports_it_back() -> None:
     graph = {path.stem: _imports(path) for path in MODULES}
     assert _cycles(graph) == []
+
+
+def _readme_layers() -> dict[str, list[str]]:
+    """The modules the README's "How it fits together" puts in each layer and among the shared
+    ones (the `service/` row: `**HTTP:** `_app.py` ...`), by file stem."""
+    row = next(line for line in README.read_text(encoding="utf-8").splitlines() if line.startswith("| `service/` |"))
+    parts = re.split(r"\*\*(" + "|".join([*LAYERS, "Shared"]) + r"):\*\*", row)
+    sections = dict(zip(parts[1::2], parts[2::2], strict=True))
+    sections["Shared"] = sections["Shared"].split(" And ")[0]
+    return {name: re.findall(r"`(_[a-z_]+)\.py`", text) for name, text in sections.items()}
+
+
+def test_the_readme_puts_every_module_in_one_place() -> None:
+    layers = _readme_layers()
+    assert list(layers) == [*LAYERS, "Shared"]
+    named = [name for names in layers.values() for name in names]
+    assert sorted(named) == sorted(p.stem for p in MODULES if p.stem not in ("__init__", "__main__"))
+
+
+def test_the_layers_import_downward_only() -> None:
+    """HTTP → guest runtime → host functions → database: a module imports modules of its own
+    layer, of a layer after it, and shared ones; a shared module imports no layer's module."""
+    layers = _readme_layers()
+    shared = set(layers.pop("Shared"))
+    rank = {name: i for i, names in enumerate(layers.values()) for name in names}
+    upward = []
+    for path in MODULES:
+        for other in sorted(_imports(path)):
+            if other not in rank:
+                continue
+            if path.stem in shared or (path.stem in rank and rank[other] < rank[path.stem]):
+                upward.append(f"{path.stem} imports {other}")
+    assert upward == []
+
+
+def test_the_direction_check_sees_an_upward_import() -> None:
+    layers = _readme_layers()
+    assert "_hostfuncs" in layers["Host functions"] and "_metrics" in layers["HTTP"]
+    assert "_guest" in layers["Guest runtime"] and "_database" in _imports(SERVICE / "_guest.py")  # downward: allowed
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
