@@ -7,8 +7,8 @@ import { JValue, writeValue } from "./kit/json";
 import { Code, CODES, problemType, retryAfter, STATUSES, TITLES } from "./errors";
 import { CANONICAL_NUMBER_PATTERN } from "./input";
 import { DECIMALS, formatDecimal, MAX_CENTS } from "./money";
-import { CONTROLS, FIELDS, MAX_ADDRESS_CHARS, MAX_INT, SPACES } from "./order";
-import { DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET } from "./rest";
+import { CONTROLS, FIELDS, MAX_ADDRESS_CHARS, MAX_INT, MIN_INT, SPACES } from "./order";
+import { DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, MIN_LIMIT } from "./rest";
 
 const JSON_TYPE = "application/json";
 const PROBLEM = "application/problem+json";
@@ -64,7 +64,7 @@ export function addressPattern(): string {
 }
 
 function intSchema(): JValue {
-  return obj(["type", "minimum", "maximum"], [s("integer"), n(1), n(MAX_INT)]);
+  return obj(["type", "minimum", "maximum"], [s("integer"), n(MIN_INT), n(MAX_INT)]);
 }
 
 function orderSchema(required: string[], idNullable: bool): JValue {
@@ -120,7 +120,7 @@ function schemas(): JValue {
         ["items", "total", "limit", "offset"], [
           obj(["type", "items"], [s("array"), schemaRef("Order")]),
           obj(["type", "minimum"], [s("integer"), n(0)]),
-          obj(["type", "minimum", "maximum"], [s("integer"), n(1), n(MAX_LIMIT)]),
+          obj(["type", "minimum", "maximum"], [s("integer"), n(MIN_LIMIT), n(MAX_LIMIT)]),
           obj(["type", "minimum"], [s("integer"), n(0)]),
         ])]),
       fieldError,
@@ -174,7 +174,7 @@ const DB_ERRORS: Code[] = [Code.OrderBusy, Code.DatabaseError, Code.DatabaseTime
 function operations(): Operation[] {
   let paging: JValue[] = [
     obj(["name", "in", "required", "schema"], [s("limit"), s("query"), b(false),
-      obj(["type", "minimum", "maximum", "default"], [s("integer"), n(1), n(MAX_LIMIT), n(DEFAULT_LIMIT)])]),
+      obj(["type", "minimum", "maximum", "default"], [s("integer"), n(MIN_LIMIT), n(MAX_LIMIT), n(DEFAULT_LIMIT)])]),
     obj(["name", "in", "required", "schema"], [s("offset"), s("query"), b(false),
       obj(["type", "minimum", "maximum", "default"], [s("integer"), n(0), n(MAX_OFFSET), n(0)])]),
   ];

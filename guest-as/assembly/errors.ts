@@ -2,7 +2,7 @@
 // `{"status":false,"error":{...}}` and RFC 9457 problem details. Written here only.
 import { Builder } from "./kit/builder";
 import { Response } from "./kit/envelope";
-import { FieldError, FieldErrors, MAX_FIELD_ERRORS, MAX_INT } from "./order";
+import { FieldError, FieldErrors, MAX_FIELD_ERRORS, MAX_INT, MIN_INT } from "./order";
 import { StoreError, StoreFailure } from "./store";
 
 export const enum Code {
@@ -94,7 +94,7 @@ export class ApiError {
         return ApiError.field(Code.DuplicateOrderId, field, "is already used by another order");
       }
       case StoreFailure.IdsExhausted:
-        return ApiError.field(Code.OrderIdsExhausted, "order_id", "cannot be assigned: every order_id from 1 to " + MAX_INT.toString() + " is used");
+        return ApiError.field(Code.OrderIdsExhausted, "order_id", "cannot be assigned: every order_id from " + MIN_INT.toString() + " to " + MAX_INT.toString() + " is used");
       case StoreFailure.Contended: return new ApiError(Code.OrderBusy, "other requests took the free order_ids first; try again");
       case StoreFailure.Conflict: return new ApiError(Code.OrderBusy, "the order is being changed by another request; try again");
       case StoreFailure.Timeout: return new ApiError(Code.DatabaseTimeout, "the database did not answer in time; try again shortly");
