@@ -4,7 +4,7 @@
 import { Builder } from "./kit/builder";
 import { ABI_VERSION } from "./kit/envelope";
 import { JValue, writeValue } from "./kit/json";
-import { Code, CODES, problemType, retryAfter, STATUSES, TITLES } from "./errors";
+import { Code, CODES, problemType, retryAfter } from "./errors";
 import { CANONICAL_NUMBER_PATTERN } from "./input";
 import { DECIMALS, formatDecimal, MAX_CENTS } from "./money";
 import { CONTROLS, FIELDS, MAX_ADDRESS_CHARS, MAX_INT, MIN_INT, SPACES } from "./order";
@@ -234,7 +234,7 @@ function operationJson(op: Operation): JValue {
   }
   if (op.headers != null) response.set("headers", op.headers!);
   let errors: string[] = [];
-  for (let k = 0; k < op.errors.length; k++) errors.push(CODES[op.errors[k]]);
+  for (let k = 0; k < op.errors.length; k++) errors.push(CODES[op.errors[k]].name);
   let out = obj(["api", "summary", "changes", "parameters", "responses", "errors"], [
     s(op.api), s(op.summary), b(op.changes), arr(op.parameters), obj([op.status.toString()], [response]), strs(errors),
   ]);
@@ -266,10 +266,10 @@ export function value(): JValue {
   for (let k = 0; k < ops.length; k++) operationsJson.set(ops[k].name, operationJson(ops[k]));
   let errors = JValue.object();
   for (let c = 0; c < CODES.length; c++) {
-    let entry = obj(["status", "title", "type"], [n(STATUSES[c]), s(TITLES[c]), s(problemType(<Code>c))]);
+    let entry = obj(["status", "title", "type"], [n(CODES[c].status), s(CODES[c].title), s(problemType(<Code>c))]);
     let seconds = retryAfter(<Code>c);
     if (seconds > 0) entry.set("retry_after", n(seconds));
-    errors.set(CODES[c], entry);
+    errors.set(CODES[c].name, entry);
   }
   let shapes = obj(["legacy", "rest"], [
     obj(["content_type", "schema"], [s(JSON_TYPE), schemaRef("LegacyError")]),
