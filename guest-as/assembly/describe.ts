@@ -4,11 +4,11 @@
 import { Builder } from "./kit/builder";
 import { ABI_VERSION } from "./kit/envelope";
 import { JValue, writeValue } from "./kit/json";
-import { Code, CODES, problemType, retryAfter, STATUSES, TITLES } from "./errors";
+import { Code, CODES, problemType, retryAfter } from "./errors";
 import { CANONICAL_NUMBER_PATTERN } from "./input";
 import { DECIMALS, formatDecimal, MAX_CENTS } from "./money";
-import { CONTROLS, FIELDS, MAX_ADDRESS_CHARS, MAX_INT, SPACES } from "./order";
-import { DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET } from "./rest";
+import { CONTROLS, FIELDS, MAX_ADDRESS_CHARS, MAX_INT, MIN_INT, SPACES } from "./order";
+import { DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, MIN_LIMIT } from "./rest";
 
 const JSON_TYPE = "application/json";
 const PROBLEM = "application/problem+json";
@@ -64,7 +64,7 @@ export function addressPattern(): string {
 }
 
 function intSchema(): JValue {
-  return obj(["type", "minimum", "maximum"], [s("integer"), n(1), n(MAX_INT)]);
+  return obj(["type", "minimum", "maximum"], [s("integer"), n(MIN_INT), n(MAX_INT)]);
 }
 
 function orderSchema(required: string[], idNullable: bool): JValue {
@@ -120,7 +120,7 @@ function schemas(): JValue {
         ["items", "total", "limit", "offset"], [
           obj(["type", "items"], [s("array"), schemaRef("Order")]),
           obj(["type", "minimum"], [s("integer"), n(0)]),
-          obj(["type", "minimum", "maximum"], [s("integer"), n(1), n(MAX_LIMIT)]),
+          obj(["type", "minimum", "maximum"], [s("integer"), n(MIN_LIMIT), n(MAX_LIMIT)]),
           obj(["type", "minimum"], [s("integer"), n(0)]),
         ])]),
       fieldError,
@@ -174,7 +174,7 @@ const DB_ERRORS: Code[] = [Code.OrderBusy, Code.DatabaseError, Code.DatabaseTime
 function operations(): Operation[] {
   let paging: JValue[] = [
     obj(["name", "in", "required", "schema"], [s("limit"), s("query"), b(false),
-      obj(["type", "minimum", "maximum", "default"], [s("integer"), n(1), n(MAX_LIMIT), n(DEFAULT_LIMIT)])]),
+      obj(["type", "minimum", "maximum", "default"], [s("integer"), n(MIN_LIMIT), n(MAX_LIMIT), n(DEFAULT_LIMIT)])]),
     obj(["name", "in", "required", "schema"], [s("offset"), s("query"), b(false),
       obj(["type", "minimum", "maximum", "default"], [s("integer"), n(0), n(MAX_OFFSET), n(0)])]),
   ];
@@ -234,7 +234,7 @@ function operationJson(op: Operation): JValue {
   }
   if (op.headers != null) response.set("headers", op.headers!);
   let errors: string[] = [];
-  for (let k = 0; k < op.errors.length; k++) errors.push(CODES[op.errors[k]]);
+  for (let k = 0; k < op.errors.length; k++) errors.push(CODES[op.errors[k]].name);
   let out = obj(["api", "summary", "changes", "parameters", "responses", "errors"], [
     s(op.api), s(op.summary), b(op.changes), arr(op.parameters), obj([op.status.toString()], [response]), strs(errors),
   ]);
@@ -266,10 +266,10 @@ export function value(): JValue {
   for (let k = 0; k < ops.length; k++) operationsJson.set(ops[k].name, operationJson(ops[k]));
   let errors = JValue.object();
   for (let c = 0; c < CODES.length; c++) {
-    let entry = obj(["status", "title", "type"], [n(STATUSES[c]), s(TITLES[c]), s(problemType(<Code>c))]);
+    let entry = obj(["status", "title", "type"], [n(CODES[c].status), s(CODES[c].title), s(problemType(<Code>c))]);
     let seconds = retryAfter(<Code>c);
     if (seconds > 0) entry.set("retry_after", n(seconds));
-    errors.set(CODES[c], entry);
+    errors.set(CODES[c].name, entry);
   }
   let shapes = obj(["legacy", "rest"], [
     obj(["content_type", "schema"], [s(JSON_TYPE), schemaRef("LegacyError")]),

@@ -2,7 +2,7 @@
 // `{"status":false,"error":{...}}` and RFC 9457 problem details. Written here only.
 import { Builder } from "./kit/builder";
 import { Response } from "./kit/envelope";
-import { FieldError, FieldErrors, MAX_FIELD_ERRORS, MAX_INT } from "./order";
+import { FieldError, FieldErrors, MAX_FIELD_ERRORS, MAX_INT, MIN_INT } from "./order";
 import { StoreError, StoreFailure } from "./store";
 
 export const enum Code {
@@ -11,19 +11,27 @@ export const enum Code {
   TooManyOrders, BadRequestEnvelope, DatabaseUnavailable, DatabaseTimeout,
 }
 
-/** Every code, in this order: its name, status and title. */
-export const CODES: string[] = [
-  "malformed_json", "invalid_parameter", "order_not_found", "unknown_operation", "duplicate_order_id",
-  "order_ids_exhausted", "order_busy", "unsupported_media_type", "invalid_order", "database_error",
-  "too_many_orders", "bad_request_envelope", "database_unavailable", "database_timeout",
-];
-export const STATUSES: i32[] = [400, 400, 404, 404, 409, 409, 409, 415, 422, 500, 500, 500, 503, 503];
-export const TITLES: string[] = [
-  "The body is not valid JSON", "A query parameter is not valid", "No such order", "Not found",
-  "The order_id is already used", "No order_id is left to assign", "The order is busy",
-  "The body must be JSON", "The order is not valid", "The database refused the request",
-  "Too many orders to list at once", "The request failed", "The database is unavailable",
-  "The database did not answer in time",
+/** A code's name, HTTP status and title. */
+export class CodeInfo {
+  constructor(public name: string, public status: i32, public title: string) {}
+}
+
+/** Every code, in `Code`'s order. */
+export const CODES: CodeInfo[] = [
+  new CodeInfo("malformed_json", 400, "The body is not valid JSON"),
+  new CodeInfo("invalid_parameter", 400, "A query parameter is not valid"),
+  new CodeInfo("order_not_found", 404, "No such order"),
+  new CodeInfo("unknown_operation", 404, "Not found"),
+  new CodeInfo("duplicate_order_id", 409, "The order_id is already used"),
+  new CodeInfo("order_ids_exhausted", 409, "No order_id is left to assign"),
+  new CodeInfo("order_busy", 409, "The order is busy"),
+  new CodeInfo("unsupported_media_type", 415, "The body must be JSON"),
+  new CodeInfo("invalid_order", 422, "The order is not valid"),
+  new CodeInfo("database_error", 500, "The database refused the request"),
+  new CodeInfo("too_many_orders", 500, "Too many orders to list at once"),
+  new CodeInfo("bad_request_envelope", 500, "The request failed"),
+  new CodeInfo("database_unavailable", 503, "The database is unavailable"),
+  new CodeInfo("database_timeout", 503, "The database did not answer in time"),
 ];
 
 /** Seconds for a `retry-after` header (0: none): a failure that passes by itself. */
@@ -33,7 +41,7 @@ export function retryAfter(code: Code): i32 {
 
 /** The problem type URI of a code. */
 export function problemType(code: Code): string {
-  return "urn:problem-type:orders:" + CODES[code].replaceAll("_", "-");
+  return "urn:problem-type:orders:" + CODES[code].name.replaceAll("_", "-");
 }
 
 function writeFieldErrors(b: Builder, errors: FieldError[]): void {
@@ -94,7 +102,7 @@ export class ApiError {
         return ApiError.field(Code.DuplicateOrderId, field, "is already used by another order");
       }
       case StoreFailure.IdsExhausted:
-        return ApiError.field(Code.OrderIdsExhausted, "order_id", "cannot be assigned: every order_id from 1 to " + MAX_INT.toString() + " is used");
+        return ApiError.field(Code.OrderIdsExhausted, "order_id", "cannot be assigned: every order_id from " + MIN_INT.toString() + " to " + MAX_INT.toString() + " is used");
       case StoreFailure.Contended: return new ApiError(Code.OrderBusy, "other requests took the free order_ids first; try again");
       case StoreFailure.Conflict: return new ApiError(Code.OrderBusy, "the order is being changed by another request; try again");
       case StoreFailure.Timeout: return new ApiError(Code.DatabaseTimeout, "the database did not answer in time; try again shortly");
@@ -105,14 +113,14 @@ export class ApiError {
   }
 
   status(): i32 {
-    return STATUSES[this.code];
+    return CODES[this.code].status;
   }
 
   /** The original service's shape: `{"status":false,"error":{"code","message","field","errors"}}`. */
   legacy(): Response {
     let b = new Builder(128);
     b.str("{\"status\":false,\"error\":{\"code\":");
-    b.jsonStr(CODES[this.code]);
+    b.jsonStr(CODES[this.code].name);
     b.str(",\"message\":");
     b.jsonStr(this.message);
     if (this.errors.length > 0) {
@@ -131,7 +139,7 @@ export class ApiError {
     b.str("{\"type\":");
     b.jsonStr(problemType(this.code));
     b.str(",\"title\":");
-    b.jsonStr(TITLES[this.code]);
+    b.jsonStr(CODES[this.code].title);
     b.str(",\"status\":");
     b.int(this.status());
     b.str(",\"detail\":");

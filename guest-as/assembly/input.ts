@@ -2,7 +2,7 @@
 import { Request } from "./kit/envelope";
 import { JValue, Parser } from "./kit/json";
 import { ApiError, Code } from "./errors";
-import { MAX_INT } from "./order";
+import { MAX_INT, MIN_INT } from "./order";
 
 /** A Content-Type's media type: before any `;`, trimmed, lower case. */
 export function mediaType(contentType: string): string {
@@ -47,7 +47,7 @@ export function parseId(raw: string, why: StaticArray<i32>): i64 {
   if (!isCanonicalNumber(raw)) { why[0] = ID_MALFORMED; return 0; }
   if (raw.length > 10) { why[0] = ID_OUT_OF_RANGE; return 0; }
   let v = I64.parseInt(raw);
-  if (v < 1 || v > MAX_INT) { why[0] = ID_OUT_OF_RANGE; return 0; }
+  if (v < MIN_INT || v > MAX_INT) { why[0] = ID_OUT_OF_RANGE; return 0; }
   why[0] = ID_OK;
   return v;
 }

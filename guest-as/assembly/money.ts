@@ -7,11 +7,21 @@ export const MAX_CENTS: i64 = 999_999_999_999;
 
 export const enum MoneyError { None, Negative, TooPrecise, TooLarge, NotANumber }
 
+/** A small count in words, as a message says it ("two decimal places"); past nine, in digits. */
+export function inWords(n: i32): string {
+  const WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+  return n >= 0 && n < WORDS.length ? WORDS[n] : n.toString();
+}
+
+const TOO_PRECISE = "must have at most " + inWords(DECIMALS) + " decimal place" + (DECIMALS == 1 ? "" : "s");
+const TOO_LARGE = "must be at most " + formatDecimal(MAX_CENTS);
+
+/** What a value must be, said with the limits its check uses. */
 export function moneyMessage(e: MoneyError): string {
   switch (e) {
     case MoneyError.Negative: return "must not be negative";
-    case MoneyError.TooPrecise: return "must have at most two decimal places";
-    case MoneyError.TooLarge: return "must be at most " + formatDecimal(MAX_CENTS);
+    case MoneyError.TooPrecise: return TOO_PRECISE;
+    case MoneyError.TooLarge: return TOO_LARGE;
     default: return "must be a number";
   }
 }

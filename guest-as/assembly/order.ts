@@ -3,6 +3,8 @@ import { Builder } from "./kit/builder";
 import { JValue, Kind, parseI64 } from "./kit/json";
 import { formatNumber, moneyMessage, MoneyError, parseCents } from "./money";
 
+/** Smallest value of an order's INT fields: ids and quantities are positive. */
+export const MIN_INT: i64 = 1;
 /** Largest value of the INT columns. */
 export const MAX_INT: i64 = 2_147_483_647;
 /** `shipping_address` is `VARCHAR(256)`, counted in characters. */
@@ -203,20 +205,24 @@ function shownKey(key: string): string {
   return key;
 }
 
-/** A positive INT: any JSON number with a whole value from 1 to 2147483647. */
+/** What `intField` answers to a number out of its range, said with the range's ends. */
+const BELOW_MIN_INT = "must be at least " + MIN_INT.toString();
+const ABOVE_MAX_INT = "must be at most " + MAX_INT.toString();
+
+/** A positive INT: any JSON number with a whole value from `MIN_INT` to `MAX_INT`. */
 function intField(value: JValue | null, place: i32, field: string, errors: FieldErrors): i64 {
   let message: string;
   if (value == null) message = "is required";
   else if (value.kind == Kind.Number) {
     let w = wholeNumber(value.text);
     if (w == null) message = "must be a whole number";
-    else if (w == NEGATIVE) message = "must be at least 1";
-    else if (w == HUGE) message = "must be at most 2147483647";
+    else if (w == NEGATIVE) message = BELOW_MIN_INT;
+    else if (w == HUGE) message = ABOVE_MAX_INT;
     else {
       let ok = new StaticArray<bool>(1);
       let v = parseI64(w, ok);
-      if (ok[0] && v >= 1 && v <= MAX_INT) return v;
-      message = ok[0] && v == 0 ? "must be at least 1" : "must be at most 2147483647";
+      if (ok[0] && v >= MIN_INT && v <= MAX_INT) return v;
+      message = ok[0] && v < MIN_INT ? BELOW_MIN_INT : ABOVE_MAX_INT;
     }
   } else {
     typeError(place, field, "a whole number", value, errors);
@@ -291,6 +297,8 @@ function moneyField(value: JValue | null, place: i32, field: string, errors: Fie
   return 0;
 }
 
+const ADDRESS_TOO_LONG = "must be at most " + MAX_ADDRESS_CHARS.toString() + " characters";
+
 function addressField(value: JValue | null, place: i32, errors: FieldErrors): string {
   const FIELD = "shipping_address";
   if (value == null) {
@@ -308,7 +316,7 @@ function addressField(value: JValue | null, place: i32, errors: FieldErrors): st
   let text = s.substring(start, end);
   let message: string;
   if (text.length == 0) message = "must not be empty";
-  else if (charCount(text) > MAX_ADDRESS_CHARS) message = "must be at most 256 characters";
+  else if (charCount(text) > MAX_ADDRESS_CHARS) message = ADDRESS_TOO_LONG;
   else if (hasControl(text)) message = "must not contain control characters";
   else return text;
   report(errors, place, FIELD, message);

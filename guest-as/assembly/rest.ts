@@ -8,6 +8,7 @@ import { isCanonicalNumber, ID_OK, mediaType, parseId, parseJson } from "./input
 import { checkKeys, FieldError, FieldErrors, kindOf, Order, parseOrder, writeJsonArray } from "./order";
 import * as store from "./store";
 
+export const MIN_LIMIT: i64 = 1;
 export const DEFAULT_LIMIT: i64 = 50;
 export const MAX_LIMIT: i64 = 500;
 export const MAX_OFFSET: i64 = 1_000_000_000_000;
@@ -53,7 +54,7 @@ function queryNumber(request: Request, name: string, dflt: i64, low: i64, high: 
 
 export function list(request: Request, db: Db): Response {
   let errors = new FieldErrors();
-  let limit = queryNumber(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT, errors);
+  let limit = queryNumber(request, "limit", DEFAULT_LIMIT, MIN_LIMIT, MAX_LIMIT, errors);
   let offset = queryNumber(request, "offset", 0, 0, MAX_OFFSET, errors);
   if (!errors.isEmpty()) return ApiError.fields(Code.InvalidParameter, errors).problem();
   let total = new StaticArray<u64>(1);

@@ -9,8 +9,8 @@ use crate::kit::ABI_VERSION;
 use crate::error::{problem_type, Code};
 use crate::input::CANONICAL_NUMBER_PATTERN;
 use crate::money::{self, DECIMALS, MAX_CENTS};
-use crate::order::{CONTROLS, FIELDS, MAX_ADDRESS_CHARS, MAX_INT, SPACES};
-use crate::rest::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
+use crate::order::{CONTROLS, FIELDS, MAX_ADDRESS_CHARS, MAX_INT, MIN_INT, SPACES};
+use crate::rest::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, MIN_LIMIT};
 
 const JSON: &str = "application/json";
 const PROBLEM: &str = "application/problem+json";
@@ -73,7 +73,7 @@ pub fn address_pattern() -> String {
 }
 
 fn int_schema() -> Value {
-    json!({ "type": "integer", "minimum": 1, "maximum": MAX_INT })
+    json!({ "type": "integer", "minimum": MIN_INT, "maximum": MAX_INT })
 }
 
 fn order_schema(required: &[&str], id_nullable: bool) -> Value {
@@ -138,7 +138,7 @@ fn schemas() -> Value {
             "properties": {
                 "items": { "type": "array", "items": schema_ref("Order") },
                 "total": { "type": "integer", "minimum": 0 },
-                "limit": { "type": "integer", "minimum": 1, "maximum": MAX_LIMIT },
+                "limit": { "type": "integer", "minimum": MIN_LIMIT, "maximum": MAX_LIMIT },
                 "offset": { "type": "integer", "minimum": 0 },
             },
         },
@@ -210,7 +210,7 @@ fn operations() -> Vec<Operation> {
     let any = [JSON, "text/plain", "application/octet-stream"];
     let paging = vec![
         json!({ "name": "limit", "in": "query", "required": false,
-                "schema": { "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT } }),
+                "schema": { "type": "integer", "minimum": MIN_LIMIT, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT } }),
         json!({ "name": "offset", "in": "query", "required": false,
                 "schema": { "type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0 } }),
     ];
@@ -507,7 +507,7 @@ mod tests {
         assert_eq!(parse_cents(&step), Ok(1));
         assert_eq!(parse_cents(&format!("{}1", step)), Err(MoneyError::TooPrecise));
         assert_eq!(order["quantity"]["maximum"], json!(MAX_INT));
-        assert_eq!(order["quantity"]["minimum"], json!(1));
+        assert_eq!(order["quantity"]["minimum"], json!(MIN_INT));
         // Messages that name a limit name the constant's value.
         assert_eq!(MoneyError::TooLarge.message(), format!("must be at most {}", max));
         let sample = |field: &str, value: Value| {

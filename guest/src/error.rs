@@ -4,7 +4,7 @@
 use serde_derive::Serialize;
 
 use crate::kit::Response;
-use crate::order::{FieldError, FieldErrors, MAX_FIELD_ERRORS, MAX_INT};
+use crate::order::{FieldError, FieldErrors, MAX_FIELD_ERRORS, MAX_INT, MIN_INT};
 use crate::store::StoreError;
 
 macro_rules! codes {
@@ -156,7 +156,7 @@ impl From<StoreError> for ApiError {
                 ApiError::field(Code::DuplicateOrderId, &field, "is already used by another order")
             }
             StoreError::IdsExhausted => {
-                let message = format!("cannot be assigned: every order_id from 1 to {} is used", MAX_INT);
+                let message = format!("cannot be assigned: every order_id from {} to {} is used", MIN_INT, MAX_INT);
                 ApiError::field(Code::OrderIdsExhausted, "order_id", &message)
             }
             StoreError::Contended => ApiError::new(Code::OrderBusy, "other requests took the free order_ids first; try again"),

@@ -34,7 +34,7 @@ pub fn parse_id(raw: &str) -> Result<i64, BadId> {
         return Err(BadId::Malformed);
     }
     match raw.parse::<i64>() {
-        Ok(id) if (1..=order::MAX_INT).contains(&id) => Ok(id),
+        Ok(id) if (order::MIN_INT..=order::MAX_INT).contains(&id) => Ok(id),
         _ => Err(BadId::OutOfRange),
     }
 }

@@ -14,14 +14,23 @@ pub enum MoneyError {
 }
 
 impl MoneyError {
-    pub fn message(&self) -> &'static str {
+    /// What a value must be, said with the limits its check uses.
+    pub fn message(&self) -> String {
         match self {
-            MoneyError::Negative => "must not be negative",
-            MoneyError::TooPrecise => "must have at most two decimal places",
-            MoneyError::TooLarge => "must be at most 9999999999.99",
-            MoneyError::NotANumber => "must be a number",
+            MoneyError::Negative => "must not be negative".into(),
+            MoneyError::TooPrecise => {
+                format!("must have at most {} decimal place{}", in_words(DECIMALS), if DECIMALS == 1 { "" } else { "s" })
+            }
+            MoneyError::TooLarge => format!("must be at most {}", format_decimal(MAX_CENTS)),
+            MoneyError::NotANumber => "must be a number".into(),
         }
     }
+}
+
+/// A small count in words, as a message says it ("two decimal places"); past nine, in digits.
+fn in_words(n: u32) -> String {
+    const WORDS: [&str; 10] = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+    WORDS.get(n as usize).map_or_else(|| n.to_string(), |word| word.to_string())
 }
 
 /// Parses a decimal number's text (JSON number syntax, or a database DECIMAL) into cents.
@@ -203,6 +212,13 @@ mod tests {
             assert!(text.len() >= MIB);
             assert_eq!(parse_cents(&text), answer, "{}...{}", &text[..8], &text[text.len() - 8..]);
         }
+    }
+
+    #[test]
+    fn messages_say_the_limits() {
+        assert_eq!(MoneyError::TooPrecise.message(), "must have at most two decimal places");
+        assert_eq!(MoneyError::TooLarge.message(), "must be at most 9999999999.99");
+        assert_eq!((in_words(1), in_words(9), in_words(10)), ("one".into(), "nine".into(), "10".into()));
     }
 
     #[test]

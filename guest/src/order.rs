@@ -5,6 +5,8 @@ use serde_json::{Map, Value};
 
 use crate::money;
 
+/// Smallest value of an order's INT fields: ids and quantities are positive.
+pub const MIN_INT: i64 = 1;
 /// Largest value of the INT columns.
 pub const MAX_INT: i64 = 2_147_483_647;
 /// `shipping_address` is `VARCHAR(256)`, counted in characters.
@@ -233,24 +235,34 @@ pub fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-/// A positive INT: 1 to 2147483647. Any JSON number with a whole value counts (2, 2.0, 25e-1 is
-/// not, 2.5e1 is), as JSON Schema's `integer` counts it.
+/// What `int_field` answers to a number out of its range, said with the range's ends.
+fn below_min_int() -> String {
+    format!("must be at least {}", MIN_INT)
+}
+
+fn above_max_int() -> String {
+    format!("must be at most {}", MAX_INT)
+}
+
+/// A positive INT: `MIN_INT` to `MAX_INT`. Any JSON number with a whole value counts (2, 2.0,
+/// 25e-1 is not, 2.5e1 is), as JSON Schema's `integer` counts it.
 fn int_field(value: Option<&Value>, place: Place, field: &str, errors: &mut FieldErrors) -> Option<i64> {
-    let message = match value {
-        None => "is required",
+    // The message is made only when the error is listed.
+    let message: fn() -> String = match value {
+        None => || "is required".into(),
         Some(Value::Number(n)) => match whole_number(&n.to_string()) {
-            None => "must be a whole number",
-            Some(Whole::Negative) => "must be at least 1",
-            Some(Whole::Huge) => "must be at most 2147483647",
+            None => || "must be a whole number".into(),
+            Some(Whole::Negative) => below_min_int,
+            Some(Whole::Huge) => above_max_int,
             Some(Whole::Digits(digits)) => match digits.parse::<i64>() {
-                Ok(v) if (1..=MAX_INT).contains(&v) => return Some(v),
-                Ok(0) => "must be at least 1",
-                _ => "must be at most 2147483647",
+                Ok(v) if (MIN_INT..=MAX_INT).contains(&v) => return Some(v),
+                Ok(v) if v < MIN_INT => below_min_int,
+                _ => above_max_int,
             },
         },
         Some(other) => return push_type_error(place, field, "a whole number", other, errors),
     };
-    errors.add(|| FieldError::new(place.name(field), message));
+    errors.add(|| FieldError::new(place.name(field), message()));
     None
 }
 
@@ -301,15 +313,15 @@ fn whole_number(text: &str) -> Option<Whole> {
 }
 
 fn money_field(obj: &Map<String, Value>, place: Place, field: &str, errors: &mut FieldErrors) -> Option<i64> {
-    let message = match obj.get(field) {
-        None => "is required",
+    let error = match obj.get(field) {
+        None => None,
         Some(Value::Number(n)) => match money::parse_cents(&n.to_string()) {
             Ok(cents) => return Some(cents),
-            Err(e) => e.message(),
+            Err(e) => Some(e),
         },
         Some(other) => return push_type_error(place, field, "a number", other, errors),
     };
-    errors.add(|| FieldError::new(place.name(field), message));
+    errors.add(|| FieldError::new(place.name(field), error.map_or_else(|| "is required".into(), |e| e.message())));
     None
 }
 
@@ -323,16 +335,16 @@ fn address_field(value: Option<&Value>, place: Place, errors: &mut FieldErrors) 
         Some(Value::String(s)) => s.trim_matches(is_space),
         Some(other) => return push_type_error(place, FIELD, "a string", other, errors),
     };
-    let message = if text.is_empty() {
-        "must not be empty"
+    let message: fn() -> String = if text.is_empty() {
+        || "must not be empty".into()
     } else if text.chars().count() > MAX_ADDRESS_CHARS {
-        "must be at most 256 characters"
+        || format!("must be at most {} characters", MAX_ADDRESS_CHARS)
     } else if text.chars().any(is_control) {
-        "must not contain control characters"
+        || "must not contain control characters".into()
     } else {
         return Some(text.to_string());
     };
-    errors.add(|| FieldError::new(place.name(FIELD), message));
+    errors.add(|| FieldError::new(place.name(FIELD), message()));
     None
 }
 

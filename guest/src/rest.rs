@@ -9,6 +9,7 @@ use crate::input::{is_canonical_number, media_type, parse_id, parse_json};
 use crate::order::{self, FieldError, FieldErrors, IdRule, Order, Place};
 use crate::store;
 
+pub const MIN_LIMIT: u64 = 1;
 pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 500;
 pub const MAX_OFFSET: u64 = 1_000_000_000_000;
@@ -49,7 +50,7 @@ fn query_number(request: &Request, name: &str, default: u64, range: (u64, u64)) 
 }
 
 pub fn list(request: &Request, db: &mut impl Db) -> Answer {
-    let limit = query_number(request, "limit", DEFAULT_LIMIT, (1, MAX_LIMIT));
+    let limit = query_number(request, "limit", DEFAULT_LIMIT, (MIN_LIMIT, MAX_LIMIT));
     let offset = query_number(request, "offset", 0, (0, MAX_OFFSET));
     let (limit, offset) = match (limit, offset) {
         (Ok(l), Ok(o)) => (l, o),
