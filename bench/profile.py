@@ -84,7 +84,12 @@ NEUTRAL = ("asyncio/", "contextlib.py", "functools.py", "typing.py")
 EVENT_LOOP = "event loop (uvloop: sockets, scheduling, idle)"
 
 
+COLLECTOR = "cycle collector (CPython's gc, seen with --native)"
+
+
 def layer_of(frames: list[str]) -> str:
+    if any(frame.startswith("gc_collect") for frame in frames):
+        return COLLECTOR
     for frame in reversed(frames):
         place = frame[frame.rfind("(") + 1 :]
         if "uvicorn/_compat.py" in place or "asyncio/runners.py" in place:
