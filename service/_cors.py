@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._description import GuestRoute
+from ._description import HOST_PATHS, HOST_PREFIXES, GuestRoute
 from ._http import is_rest
 
 # The original answers every response with these, so a page from another origin works.
@@ -29,6 +29,11 @@ REST_CORS_HEADERS = [
 
 HeadersFor = Callable[[Scope], list[tuple[bytes, bytes]]]
 
+#: What the host's own pages take (`/openapi.json`, `/healthz`, `/readyz`, `/metrics`, the page's
+#: files under `/static/`): OPTIONS, a CORS preflight, answers 204; another method 405.
+HOST_PAGE_METHODS = "GET, HEAD, OPTIONS"
+_HOST_PAGES = frozenset(HOST_PATHS) - {"/"}  # `/` is the original's, with its headers
+
 
 def cors_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     """The CORS headers every response to this request carries, errors included: the original's
@@ -36,7 +41,10 @@ def cors_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     route = scope.get("route")
     if isinstance(route, GuestRoute):
         return CORS_HEADERS if route.api == "legacy" else _rest_headers(route.preflight_methods)
-    return REST_CORS_HEADERS if is_rest(scope["path"]) else CORS_HEADERS
+    path = scope["path"]
+    if path in _HOST_PAGES or path.startswith(HOST_PREFIXES):
+        return _rest_headers(HOST_PAGE_METHODS)
+    return REST_CORS_HEADERS if is_rest(path) else CORS_HEADERS
 
 
 @functools.lru_cache(maxsize=256)

@@ -14,13 +14,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pymysql
 
 from ._errors import EmbeddedDatabaseError
+from ._rundir import RunDir
 from ._settings import DatabaseURL
 
 _SBIN = ["/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin"]
@@ -67,7 +67,7 @@ class EmbeddedMariaDB:
         self.datadir = datadir.resolve()
         self.database = database
         self.port = port or free_port()
-        self._rundir = Path()  # made by start(), removed by stop()
+        self._run: RunDir | None = None  # made by start(), removed by kill() and stop()
         self._lock: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -92,7 +92,9 @@ class EmbeddedMariaDB:
         as_root = ["--user=root"] if os.geteuid() == 0 else []
         log_file = self.datadir.parent / f"{self.datadir.name}.log"
         self._hold_datadir()
-        self._rundir = Path(tempfile.mkdtemp(prefix="orders-mariadb-"))  # short: socket paths are limited
+        self._remove_rundir()  # a failed start's
+        self._run = RunDir()
+        rundir = self._run.path
         log_start = log_file.stat().st_size if log_file.exists() else 0
         if not (self.datadir / "mysql").is_dir():
             self.datadir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +106,7 @@ class EmbeddedMariaDB:
                     "--auth-root-authentication-method=normal",
                     "--skip-test-db",
                     # A private tmpdir: servers set up at once must not share temporary tables.
-                    f"--tmpdir={self._rundir}",
+                    f"--tmpdir={rundir}",
                     *as_root,
                 ],
                 capture_output=True,
@@ -113,22 +115,22 @@ class EmbeddedMariaDB:
                 shutil.rmtree(self.datadir / "mysql", ignore_errors=True)
                 self.stop()
                 raise EmbeddedDatabaseError(f"mariadb-install-db failed:\n{done.stderr.decode(errors='replace')[-2000:]}")
-        (self._rundir / "no-files").mkdir(mode=0o700, exist_ok=True)
+        (rundir / "no-files").mkdir(mode=0o700, exist_ok=True)
         self._process = subprocess.Popen(
             [
                 server,
                 "--no-defaults",
                 f"--datadir={self.datadir}",
-                f"--socket={self._rundir / 'mysqld.sock'}",
-                f"--pid-file={self._rundir / 'mysqld.pid'}",
-                f"--tmpdir={self._rundir}",
+                f"--socket={rundir / 'mysqld.sock'}",
+                f"--pid-file={rundir / 'mysqld.pid'}",
+                f"--tmpdir={rundir}",
                 f"--port={self.port}",
                 "--bind-address=127.0.0.1",
                 f"--log-error={log_file}",
                 "--skip-name-resolve",
                 # No file reads or writes through SQL (LOAD_FILE, INTO OUTFILE, LOAD DATA) for
                 # anyone, should a user ever get the FILE privilege: the server runs as this user.
-                f"--secure-file-priv={self._rundir / 'no-files'}",
+                f"--secure-file-priv={rundir / 'no-files'}",
                 "--local-infile=0",
                 "--innodb-buffer-pool-size=64M",
                 "--max-connections=500",
@@ -139,8 +141,9 @@ class EmbeddedMariaDB:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=_die_with_parent,
-            # The server holds the data directory's lock too, until it has stopped.
-            pass_fds=(self._lock,) if self._lock is not None else (),
+            # The server holds the data directory's lock and its run directory's too, until it
+            # has stopped: neither is taken from it while it shuts down after its owner died.
+            pass_fds=(self._run.lock,) if self._lock is None else (self._lock, self._run.lock),
         )
         deadline = time.monotonic() + timeout
         while True:
@@ -169,10 +172,12 @@ class EmbeddedMariaDB:
             return self.url
 
     def kill(self) -> None:
-        """Stops the server abruptly, as a crash would (for fault tests)."""
+        """Stops the server abruptly, as a crash would (for fault tests); its stale socket and
+        pid file go with its run directory (start() makes a new one)."""
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+        self._remove_rundir()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Shuts the server down cleanly (SIGTERM), killing it if it does not stop in time."""
@@ -184,12 +189,15 @@ class EmbeddedMariaDB:
                 self._process.kill()
                 self._process.wait()
         self._process = None
-        if self._rundir != Path():
-            shutil.rmtree(self._rundir, ignore_errors=True)
-            self._rundir = Path()
+        self._remove_rundir()
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+
+    def _remove_rundir(self) -> None:
+        if self._run is not None and (self._process is None or self._process.poll() is not None):
+            self._run.remove()
+            self._run = None
 
     def _hold_datadir(self) -> None:
         """Takes the data directory's lock (a file beside it), or says at once which running

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from ._cors import HOST_PAGE_METHODS
 from ._endpoint import Before, GuestEndpoint
 from ._errors import DatabaseError
 from ._http import API_KEY, error_response
@@ -53,6 +57,33 @@ async def apply_schema(runtime: Runtime) -> None:
 BEFORE: dict[str, Before] = {"init": apply_schema}
 
 
+class HostPage(Route):
+    """One of the host's own GET pages: OPTIONS (a CORS preflight) answers 204, a method other
+    than GET or HEAD 405, with the methods it takes in `Allow` as in the CORS headers."""
+
+    def __init__(self, path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        super().__init__(path, endpoint, methods=HOST_PAGE_METHODS.split(", "))
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "OPTIONS":
+            await Response(status_code=204)(scope, receive, send)
+        elif scope["method"] not in ("GET", "HEAD"):
+            raise HTTPException(405, headers={"Allow": HOST_PAGE_METHODS})
+        else:
+            await self.app(scope, receive, send)
+
+
+class HostFiles(StaticFiles):
+    """The page's files under /static/, answering OPTIONS and other methods as the host's pages do."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if scope["method"] == "OPTIONS":
+            return Response(status_code=204)
+        if scope["method"] not in ("GET", "HEAD"):
+            raise HTTPException(405, headers={"Allow": HOST_PAGE_METHODS})
+        return await super().get_response(path, scope)
+
+
 async def index(request: Request) -> Response:
     """The demo page for browsers; the original's text for every other client."""
     if request.method == "OPTIONS":
@@ -94,10 +125,10 @@ def build_routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = [GuestRoutes(GuestEndpoint(before=BEFORE))]
     routes += [
         Route("/", index, methods=["GET", "OPTIONS"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        HostPage("/openapi.json", openapi),
+        HostPage("/healthz", healthz),
+        HostPage("/readyz", readyz),
+        HostPage("/metrics", metrics),
+        Mount("/static", HostFiles(directory=STATIC_DIR), name="static"),
     ]
     return routes

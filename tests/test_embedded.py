@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pymysql
 import pytest
+
+from service import EmbeddedMariaDB
+from service._rundir import RunDir, remove_abandoned
 
 from .conftest import ROOT, Service
 
@@ -138,3 +143,82 @@ def test_bad_configuration_stops_the_start(env: dict[str, str], message: str) ->
     )
     assert done.returncode == 2
     assert message in done.stderr
+
+
+@pytest.fixture
+def own_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty temporary directory, this process's and its children's."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    return tmp
+
+
+def test_no_start_kill_or_stop_leaves_a_run_directory(tmp_path: Path, own_tmp: Path) -> None:
+    """kill() then start(), as the load test does to MariaDB, used to orphan the first run
+    directory (its stale socket and pid file)."""
+    server = EmbeddedMariaDB(tmp_path / "db")
+    try:
+        server.start()
+        assert len(list(own_tmp.iterdir())) == 1
+        server.kill()
+        assert list(own_tmp.iterdir()) == []
+        server.start()
+        assert len(list(own_tmp.iterdir())) == 1
+        server.kill()
+        server.stop()
+        assert list(own_tmp.iterdir()) == []
+        server.start()
+    finally:
+        server.stop()
+    assert list(own_tmp.iterdir()) == []
+
+
+HOLD_A_RUN_DIRECTORY = "from service._rundir import RunDir; d = RunDir(); print(d.path, flush=True); input()"
+
+
+def test_a_run_directory_is_removed_once_its_owner_is_gone_and_not_before(own_tmp: Path) -> None:
+    command = [sys.executable, "-c", HOLD_A_RUN_DIRECTORY]
+    owner = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert owner.stdout is not None
+        held = Path(owner.stdout.readline().decode().strip())
+        assert held.parent == own_tmp and held.is_dir()
+        mine = RunDir()  # looks for abandoned ones first
+        assert held.is_dir() and remove_abandoned() == []
+        unlocked = own_tmp / "orders-mariadb-older"  # an earlier version's: no lock, not ours to judge
+        unlocked.mkdir()
+    finally:
+        owner.kill()
+        owner.wait()
+    assert remove_abandoned() == [held]
+    assert sorted(own_tmp.iterdir()) == sorted([mine.path, unlocked])
+    mine.remove()
+    assert list(own_tmp.iterdir()) == [unlocked]
+
+
+def test_a_killed_service_s_run_directory_is_removed_by_the_next_start(tmp_path: Path, own_tmp: Path) -> None:
+    """A service killed by SIGKILL removes nothing; its MariaDB stops (SIGTERM from Linux) and
+    the next start, on the same data, finds the directory's lock free and removes it."""
+    crash = (
+        "import os, signal; from pathlib import Path; from service import EmbeddedMariaDB\n"
+        f"s = EmbeddedMariaDB(Path({str(tmp_path / 'db')!r})); s.start(); print(s.pid, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    done = subprocess.run([sys.executable, "-c", crash], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    server_pid = int(done.stdout)
+    deadline = time.monotonic() + 60
+    while alive(server_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(server_pid)
+    left = list(own_tmp.iterdir())
+    assert len(left) == 1
+    server = EmbeddedMariaDB(tmp_path / "db")
+    try:
+        server.start()
+        assert left[0] not in own_tmp.iterdir() and len(list(own_tmp.iterdir())) == 1
+    finally:
+        server.stop()
+    assert list(own_tmp.iterdir()) == []

@@ -30,6 +30,11 @@ REST_CORS = {k.decode(): v.decode() for k, v in REST_CORS_HEADERS}
 DESCRIBED = {r["path"]: r["methods"] for r in json.loads((ROOT / "guest" / "abi" / "describe.json").read_text())["routes"]}
 
 
+# The host's own pages (and the page's files) take GET and HEAD, and OPTIONS as a preflight.
+HOST_CORS = {**REST_CORS, "access-control-allow-methods": "GET, HEAD, OPTIONS"}
+HOST_PAGES = ["/openapi.json", "/healthz", "/readyz", "/metrics", "/static/app.js", "/static/index.html"]
+
+
 def rest_cors(route: str) -> dict[str, str]:
     return {**REST_CORS, "access-control-allow-methods": ", ".join([*DESCRIBED[route], "OPTIONS"])}
 MAX_BODY = 16 * 1024
@@ -140,12 +145,14 @@ def test_the_host_routes(client: TestClient, engine: str) -> None:
         ("PUT", "/orders", {"GET", "HEAD", "OPTIONS"}),
         ("DELETE", "/api/orders", {"GET", "HEAD", "POST", "OPTIONS"}),
         ("POST", "/api/orders/1", {"GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"}),
-        ("POST", "/healthz", {"GET", "HEAD"}),
+        ("POST", "/healthz", {"GET", "HEAD", "OPTIONS"}),
+        ("DELETE", "/metrics", {"GET", "HEAD", "OPTIONS"}),
+        ("PUT", "/static/app.js", {"GET", "HEAD", "OPTIONS"}),
     ],
 )
 def test_wrong_methods_are_405_with_allow(client: TestClient, method: str, path: str, allow: set[str]) -> None:
     response = client.request(method, path)
-    if path.startswith("/api/") or path == "/healthz":
+    if path.startswith("/api/") or path in ("/healthz", "/metrics"):  # under /static/, the original's shape
         problem(response, 405)
     else:
         assert legacy_error(response, 405)["code"] == "method_not_allowed"
@@ -233,6 +240,19 @@ def test_preflight_on_the_rest_routes(client: TestClient, path: str, route: str)
     assert {k: response.headers.get(k) for k in REST_CORS} == rest_cors(route)
 
 
+@pytest.mark.parametrize("path", HOST_PAGES)
+def test_preflight_on_the_host_pages(client: TestClient, path: str) -> None:
+    """The host's own pages answer a preflight as the REST API does, naming the methods they take;
+    a wrong method is 405 with the same methods in Allow, a GET carries the same headers."""
+    response = client.options(path, headers={"origin": "http://elsewhere", "access-control-request-method": "GET"})
+    assert (response.status_code, response.content) == (204, b"")
+    assert {k: response.headers.get(k) for k in REST_CORS} == HOST_CORS
+    wrong = client.post(path, content=b"{}")
+    assert (wrong.status_code, wrong.headers["allow"]) == (405, HOST_CORS["access-control-allow-methods"])
+    for answer in (wrong, client.get(path), client.head(path)):
+        assert {k: answer.headers.get(k) for k in REST_CORS} == HOST_CORS
+
+
 @pytest.mark.parametrize(
     "method, path, cors",
     [
@@ -241,7 +261,8 @@ def test_preflight_on_the_rest_routes(client: TestClient, path: str, route: str)
         ("POST", "/create_order", LEGACY_CORS),
         ("GET", "/api/orders", rest_cors("/api/orders")),
         ("GET", "/api/nowhere", REST_CORS),
-        ("GET", "/metrics", REST_CORS),
+        ("GET", "/metrics", HOST_CORS),
+        ("GET", "/static/app.js", HOST_CORS),
     ],
 )
 def test_every_answer_carries_cors_then_the_request_id(client: TestClient, method: str, path: str, cors: dict[str, str]) -> None:

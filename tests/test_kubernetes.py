@@ -100,6 +100,7 @@ def test_the_probes_and_ports_are_the_services(overlay: str) -> None:
     target = autoscaler["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
     assert autoscaler["spec"]["minReplicas"] > budget["spec"]["minAvailable"]
+    assert "replicas" not in deployment["spec"], "the autoscaler owns the count: kubectl apply would reset it"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
