@@ -64,7 +64,7 @@ class Database:
             f"SET SESSION max_statement_time = {statement_timeout:.3f}, "
             f"innodb_lock_wait_timeout = {lock_timeout}, lock_wait_timeout = {lock_timeout}"
         )
-        self._reaper = Reaper(connect_timeout)
+        self._reaper = Reaper(connect_timeout, self.admin_url)
         # The client waits a little longer than the server's own limit, which answers first.
         self._statements = Statements(self._reaper, statement_timeout + 2.0)
         self._pool = Pool(

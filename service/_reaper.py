@@ -21,10 +21,13 @@ class Reaper:
 
     Each session is killed by a new connection of the user that opened it: MariaDB lets a user
     kill its own sessions, and only an administrator with CONNECTION ADMIN (or SUPER) anyone
-    else's, which neither of the service's users has (sql/grants.sql)."""
+    else's, which neither of the service's users has (sql/grants.sql). When that user cannot
+    connect (its connections at their limit, its password changed), the administrative user
+    tries, which succeeds where it may kill others' sessions (root, under `python -m service`)."""
 
-    def __init__(self, connect_timeout: float) -> None:
+    def __init__(self, connect_timeout: float, admin_url: DatabaseURL | None = None) -> None:
         self._connect_timeout = connect_timeout
+        self._admin_url = admin_url
         self._background: set[asyncio.Task[None]] = set()
 
     def drop(self, conn: Connection) -> None:
@@ -40,6 +43,14 @@ class Reaper:
             task.add_done_callback(self._background.discard)
 
     async def _kill(self, url: DatabaseURL, thread_id: int) -> None:
+        failure = await self._kill_as(url, thread_id)
+        if failure is not None and self._admin_url is not None and self._admin_url != url:
+            failure = await self._kill_as(self._admin_url, thread_id)
+        if failure is not None:
+            log.warning("could not kill database session %d: %s", thread_id, failure)
+
+    async def _kill_as(self, url: DatabaseURL, thread_id: int) -> str | None:
+        """Kills the session as `url`'s user; None when it is gone, else why it is not."""
         try:
             async with deadline(self._connect_timeout + 2):
                 killer = await aiomysql.connect(**connect_args(url, self._connect_timeout))
@@ -50,10 +61,11 @@ class Reaper:
                     killer.close()
         except pymysql.err.MySQLError as e:
             if e.args and e.args[0] == NO_SUCH_THREAD:
-                return  # it had already ended
-            log.warning("could not kill database session %d: %s", thread_id, e)
+                return None  # it had already ended
+            return f"{e} (as {url.user})"
         except (OSError, asyncio.TimeoutError) as e:
-            log.warning("could not kill database session %d: %s", thread_id, type(e).__name__)
+            return f"{type(e).__name__} (as {url.user})"
+        return None
 
     async def close(self) -> None:
         """Waits for the kills under way (each is bounded by its own deadline)."""

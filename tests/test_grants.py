@@ -3,6 +3,7 @@ nothing but change the orders table's rows, and the service sets up the same for
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from pathlib import Path
@@ -12,6 +13,8 @@ import pymysql
 import pytest
 
 from service._database import prepare_guest_user
+from service._driver import connect
+from service._reaper import Reaper
 from service._settings import DatabaseURL
 
 from .conftest import NEW_ORDER, ROOT, EmbeddedMariaDB, Service, guest_env, make_database, url_of
@@ -193,3 +196,46 @@ def test_the_two_users_statements_are_killed_when_their_request_ends(
         holder.rollback()
         holder.close()
         svc.stop()
+
+
+@pytest.mark.parametrize("how", ["max_user_connections", "password_changed"])
+def test_a_statement_is_killed_by_the_administrator_when_its_own_user_cannot_connect(
+    mariadb: EmbeddedMariaDB, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The guest user may not open one more connection to kill its own statement (its connections
+    at MAX_USER_CONNECTIONS, or its password rotated meanwhile): the administrative user, root
+    here as under `python -m service`, kills it instead."""
+    db = make_database(mariadb, "orders_kill_fallback")
+    user = "app_kill_fallback"
+    guest = prepare_guest_user(db.url, user, "127.0.0.1", secrets.token_urlsafe(12), ["orders"])
+
+    def running() -> list[object]:
+        sql = "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s AND COMMAND = 'Query'"
+        return [row[0] for row in db.rows(sql, (user,))]
+
+    async def main() -> None:
+        if how == "max_user_connections":
+            db.run(f"ALTER USER '{user}'@'127.0.0.1' WITH MAX_USER_CONNECTIONS 1")
+        conn = await connect(guest, 5, "SET @x = 1")
+        if how == "password_changed":
+            db.run(f"ALTER USER '{user}'@'127.0.0.1' IDENTIFIED BY 'rotated'")
+        cur = await conn.raw.cursor()
+        sleeping = asyncio.ensure_future(cur.execute("SELECT SLEEP(20)"))
+        await asyncio.sleep(0.3)
+        conn.busy = True
+        sleeping.cancel()
+        reaper = Reaper(2.0, db.url)
+        reaper.drop(conn)
+        await reaper.close()
+
+    try:
+        asyncio.run(main())
+        end = time.monotonic() + 2
+        while running() and time.monotonic() < end:
+            time.sleep(0.05)
+        assert running() == [], [r.getMessage() for r in caplog.records]
+        assert not [r for r in caplog.records if "could not kill" in r.getMessage()]
+    finally:
+        for thread in running():
+            db.run(f"KILL {thread}")
+        db.run(f"DROP USER '{user}'@'127.0.0.1'")
