@@ -103,10 +103,10 @@ def lifespan(
         try:
             yield
         finally:
-            if runtime.settle_timer is not None:
-                runtime.settle_timer.cancel()
             await database.close()
             metrics.close()
+            # Last, after every await: a reload ending meanwhile may have set a new timer.
+            _heap.unsettle(runtime.settle_timer)
 
     return run
 

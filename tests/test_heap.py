@@ -139,3 +139,15 @@ def test_the_service_settles_its_heap_once_it_is_up(db: Db, engine: str) -> None
         assert not tracked(runtime.capability)
         answer = client.get("/orders")
         assert answer.status_code == 200, answer.text
+
+
+def test_an_app_that_ends_leaves_nothing_frozen(db: Db, engine: str) -> None:
+    """An app run in a process that goes on (tests, an embedding program): its guest is freed
+    once it ends, as it was before anything was frozen."""
+    with TestClient(create_app(settings_for(least_privilege(db), engine)), raise_server_exceptions=False) as client:
+        gone = weakref.ref(client.app.state.runtime.guest)  # type: ignore[attr-defined]
+        assert gc.get_freeze_count() > 0
+    del client
+    gc.collect()
+    assert gc.get_freeze_count() == 0
+    assert gone() is None, "the ended app's guest is still held"
