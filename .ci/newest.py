@@ -1,4 +1,5 @@
-"""For .ci/run's report on the newest releases (Python 3.11 or newer: tomllib).
+"""For .ci/run's report on the newest releases (Python 3.11 or newer: tomllib; and `packaging`,
+which .ci/run installs first).
 
 `newest.py requirements`: every dependency pyproject.toml names (the service's and the `dev`
 extra's), with its version bounds dropped and its extras and markers kept, one a line, for
@@ -10,14 +11,14 @@ names.
 from __future__ import annotations
 
 import importlib.metadata
-import re
 import sys
 from pathlib import Path
 
 import tomllib
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
-_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?")
 
 
 def requirements() -> list[tuple[str, str]]:
@@ -25,21 +26,21 @@ def requirements() -> list[tuple[str, str]]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     found = []
     for line in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
-        match = _NAME.match(line)
-        assert match is not None, line
-        name, extras = match[1], match[2] or ""
-        marker = line.split(";", 1)[1].strip() if ";" in line else ""
-        found.append((name, f"{name}{extras}" + (f"; {marker}" if marker else "")))
+        requirement = Requirement(line)
+        requirement.specifier = type(requirement.specifier)()  # no bounds: the newest release
+        found.append((requirement.name, str(requirement)))
     return found
 
 
-def _normal(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def locked() -> dict[str, str]:
-    lock = (ROOT / "requirements.lock").read_text()
-    return {_normal(m[1]): m[2] for m in re.finditer(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)", lock, re.M)}
+    """The release requirements.lock names for each package (pip's constraints format)."""
+    pinned = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            requirement = Requirement(line)
+            pinned[canonicalize_name(requirement.name)] = str(requirement.specifier).removeprefix("==")
+    return pinned
 
 
 def main(what: str) -> None:
@@ -52,7 +53,7 @@ def main(what: str) -> None:
             got = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue  # its marker excludes this Python
-        lock = pinned.get(_normal(name), "?")
+        lock = pinned.get(canonicalize_name(name), "?")
         print(f"  {name}=={got}" + ("" if got == lock else f"  (requirements.lock: {lock})"))
 
 
