@@ -17,8 +17,8 @@ from ._database import SCHEMA_DIR, Database
 from ._engines import load_engine
 from ._errors import GuestLoadError
 from ._guest import FUEL_SLICE, Guest
-from ._logs import printable
 from ._metrics import Metrics
+from ._printable import printable
 from ._settings import DatabaseURL, Settings
 from ._sql import Capability
 

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.types import Scope
 
 from ._exchange import Exchange
-from ._printable import printable as printable  # SIGHUP's messages take it from here too
+from ._printable import printable
 from ._request_ids import request_id_var
 
 access_log = logging.getLogger("service.access")

@@ -65,10 +65,9 @@ class HostPage(Route):
         super().__init__(path, endpoint, methods=HOST_PAGE_METHODS.split(", "))
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] == "OPTIONS":
-            await Response(status_code=204)(scope, receive, send)
-        elif scope["method"] not in ("GET", "HEAD"):
-            raise HTTPException(405, headers={"Allow": HOST_PAGE_METHODS})
+        answer = _host_page_method(scope["method"])
+        if answer is not None:
+            await answer(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
@@ -77,11 +76,17 @@ class HostFiles(StaticFiles):
     """The page's files under /static/, answering OPTIONS and other methods as the host's pages do."""
 
     async def get_response(self, path: str, scope: Scope) -> Response:
-        if scope["method"] == "OPTIONS":
-            return Response(status_code=204)
-        if scope["method"] not in ("GET", "HEAD"):
-            raise HTTPException(405, headers={"Allow": HOST_PAGE_METHODS})
-        return await super().get_response(path, scope)
+        return _host_page_method(scope["method"]) or await super().get_response(path, scope)
+
+
+def _host_page_method(method: str) -> Response | None:
+    """A host page's answer to a method other than GET and HEAD (OPTIONS: 204; else raises 405);
+    None for GET and HEAD, which the page answers."""
+    if method == "OPTIONS":
+        return Response(status_code=204)
+    if method not in ("GET", "HEAD"):
+        raise HTTPException(405, headers={"Allow": HOST_PAGE_METHODS})
+    return None
 
 
 async def index(request: Request) -> Response:
