@@ -371,8 +371,16 @@ def test_a_frozen_database_answers_503_and_heals(own_mariadb: EmbeddedMariaDB, e
 
 @pytest.fixture
 def impatient(db: Db, engine: str, guest: str, tmp_path: Path) -> Iterator[Service]:
-    """The service with short client deadlines and a small budget for unsent answers."""
-    env = {**least_privilege(db), **guest_env(engine, guest), "CLIENT_TIMEOUT": "4", "MAX_UNSENT_MB": "48"}
+    """The service with short client deadlines and a small budget for unsent answers. Requests
+    have time to be answered (making ten answers of 100,000 orders at once takes this machine 8 to
+    10 s), so that what refuses them is the budget, not REQUEST_TIMEOUT."""
+    env = {
+        **least_privilege(db),
+        **guest_env(engine, guest),
+        "CLIENT_TIMEOUT": "4",
+        "MAX_UNSENT_MB": "48",
+        "REQUEST_TIMEOUT": "120",
+    }
     service = Service(env, tmp_path / "service.log")
     yield service
     service.stop()
@@ -411,29 +419,37 @@ def test_clients_that_never_read_their_answers_are_bounded(impatient: Service, d
     seed(db, 100_000)
     assert impatient.client.get("/orders", timeout=60).status_code == 200
     before = rss(impatient.process.pid)
+    reset_peak(impatient.process.pid)
     sockets = []
     for _ in range(10):
         sock = socket.create_connection(("127.0.0.1", impatient.port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.sendall(b"GET /orders HTTP/1.1\r\nHost: x\r\n\r\n")
         sockets.append(sock)
-    time.sleep(3.0)  # the ten answers are made
-    peak = rss(impatient.process.pid)
-    assert impatient.client.get("/api/orders/1").status_code == 200
-    time.sleep(5.0)  # CLIENT_TIMEOUT: the stalled answers are given up, their connections closed
-    statuses = set()
+    assert impatient.client.get("/api/orders/1", timeout=60).status_code == 200
+    # Each of the ten requests ends in the access log: answered 503 at once, or given up at
+    # CLIENT_TIMEOUT. How long making ten such answers at once takes depends on the machine, so
+    # this waits for the log, not for a number of seconds.
+    give_up = time.monotonic() + 120
+    while impatient.log().count("GET /orders ") < 11 and time.monotonic() < give_up:
+        time.sleep(0.25)
+    log = impatient.log()
+    assert log.count("GET /orders ") == 11, log
+    answers = []
     for sock in sockets:
         sock.settimeout(5)
-        first = sock.recv(4096).split(b"\r\n", 1)[0]
-        statuses.add(first)
+        answers.append(sock.recv(4096))
         sock.close()
+    statuses = {answer.split(b"\r\n", 1)[0] for answer in answers}
     assert statuses <= {b"HTTP/1.1 200 OK", b"HTTP/1.1 503 Service Unavailable"}
-    assert b"HTTP/1.1 503 Service Unavailable" in statuses  # ten answers of 14 MB are past 48 MiB
-    assert peak - before < 128 * MB, f"held {(peak - before) // MB} MiB for clients that do not read"
+    # Ten answers of 14 MB are past 48 MiB: some are refused for that reason, not another.
+    assert any(answer.startswith(b"HTTP/1.1 503") and b"(MAX_UNSENT_MB)" in answer for answer in answers), answers
+    assert "took less than its" in log  # the answers that were held were given up at CLIENT_TIMEOUT
+    peak = rss(impatient.process.pid, "VmHWM")  # mostly the ten answers being made at once
     time.sleep(0.5)
     after = rss(impatient.process.pid)
+    print(f"{before // MB} MiB before, {peak // MB} at the peak, {after // MB} after")
     assert after - before < 48 * MB, f"{before // MB} MiB before, {peak // MB} at the peak, {after // MB} after"
-    assert "took less than its" in impatient.log()
 
 
 def test_a_reset_blocked_by_a_lock_gives_up_in_time(db: Db, engine: str, guest: str, tmp_path: Path, locked: None) -> None:
