@@ -11,6 +11,7 @@ from ._abi import GuestResponse
 from ._deadline import deadline
 from ._http import Overloaded
 from ._lifespan import Runtime
+from ._logs import answer_given_up
 
 log = logging.getLogger("service")
 
@@ -60,7 +61,9 @@ async def _send_large(runtime: Runtime, send: Send, status: int, headers: list[t
                 piece = view[start : start + SMALL_ANSWER_BYTES]
                 await send({"type": "http.response.body", "body": bytes(piece), "more_body": start + len(piece) < len(body)})
     except asyncio.TimeoutError:
-        # Returning with the answer unfinished makes the server close the connection.
+        # Returning with the answer unfinished makes the server close the connection (and say
+        # so at ERROR, which _logs keeps out of the log for an answer given up here).
+        answer_given_up.set(True)
         log.warning(
             "the client took less than its %d-byte answer within %g s (CLIENT_TIMEOUT); closing",
             len(body),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextvars import ContextVar
 from typing import Any
 
 from starlette.types import Scope
@@ -15,6 +16,21 @@ from ._printable import printable
 from ._request_ids import request_id_var
 
 access_log = logging.getLogger("service.access")
+
+#: Set in a request whose answer the service gave up sending (its client did not take it within
+#: CLIENT_TIMEOUT): the service has said so in a warning, and the connection is closed on purpose.
+answer_given_up: ContextVar[bool] = ContextVar("answer_given_up", default=False)
+_INCOMPLETE = "ASGI callable returned without completing response"
+
+
+class _GivenUpAnswers(logging.Filter):
+    """Drops the server's error for an unfinished answer when the service gave that answer up
+    itself (uvicorn logs it in the request's own task, so the request's context is at hand); an
+    unfinished answer for any other reason is still an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (answer_given_up.get() and isinstance(record.msg, str) and record.msg.startswith(_INCOMPLETE))
+
 
 class AccessLog:
     """Writes one line per request (an observer of `Exchanges`), as JSON with `json_lines`.
@@ -142,4 +158,6 @@ def configure_logging(level: str, json_lines: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    server = logging.getLogger("uvicorn.error")
+    server.filters[:] = [f for f in server.filters if not isinstance(f, _GivenUpAnswers)] + [_GivenUpAnswers()]
     _installed, _installed_formatter = handler, handler.formatter

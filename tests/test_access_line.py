@@ -3,6 +3,7 @@ logging would have written for it; logging configured any other way gets it thro
 
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import logging
@@ -117,3 +118,31 @@ def test_a_formatter_set_on_the_handler_formats_the_line(stream: io.StringIO) ->
     handler.setFormatter(logging.Formatter("%(levelname)s|%(name)s|%(message)s"))
     AccessLog(False)(SCOPE, exchange())
     assert stream.getvalue() == "INFO|service.access|" + AccessLog(False).message(SCOPE, exchange()) + "\n"
+
+
+def test_the_servers_error_for_an_unfinished_answer_is_dropped_only_for_an_answer_given_up(stream: io.StringIO) -> None:
+    """uvicorn logs an ERROR when an app returns with its answer unfinished; the service does so
+    on purpose when a client does not take its answer within CLIENT_TIMEOUT (and says so itself),
+    so that line is dropped then, and only then."""
+    configure(stream, "INFO", False)
+    server = logging.getLogger("uvicorn.error")
+    try:
+
+        def request(given_up: bool) -> None:
+            if given_up:
+                _logs.answer_given_up.set(True)
+            server.error("ASGI callable returned without completing response.")
+            server.error("Exception in ASGI application")
+
+        contextvars.copy_context().run(request, False)
+        contextvars.copy_context().run(request, True)
+        configure_logging("INFO", False)  # configured again: one filter still
+        assert len(server.filters) == 1
+    finally:
+        server.filters.clear()
+    lines = stream.getvalue().splitlines()
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        "ASGI callable returned without completing response.",
+        "Exception in ASGI application",
+        "Exception in ASGI application",
+    ]
