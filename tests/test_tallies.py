@@ -4,6 +4,7 @@ prometheus-client's own Counter and Histogram would for the same updates."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -42,7 +43,9 @@ def test_counters_and_histograms_read_as_prometheus_clients_own() -> None:
         families[1][0].labels("GET", "200").inc(-1)
 
 
-def test_one_process_counts_in_tallies_and_shared_metrics_in_prometheus_clients(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_one_process_counts_in_tallies_and_shared_metrics_in_prometheus_clients(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """In one process the request metrics are tallies; with PROMETHEUS_MULTIPROC_DIR (several
     workers) they are prometheus-client's own, which write where every worker's are read."""
     assert isinstance(Metrics().http_requests, TalliedCounter)
