@@ -8,7 +8,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -84,6 +84,16 @@ def make_database(mariadb: EmbeddedMariaDB, name: str) -> Db:
         cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     return Db(DatabaseURL("127.0.0.1", mariadb.port, "root", "", name))
+
+
+def wait_until(check: Callable[[], object], timeout: float = 20, what: str = "the condition") -> None:
+    """Returns once `check()` is true; fails if it is still false after `timeout` seconds. For
+    what a test must see happen, however long the machine takes (not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s")
+        time.sleep(0.05)
 
 
 def url_of(db: Db) -> str:

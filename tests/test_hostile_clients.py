@@ -22,7 +22,7 @@ import pytest
 from service import EmbeddedMariaDB
 from service._database import schema_statements
 
-from .conftest import NEW_ORDER, Db, Service, guest_env, least_privilege, make_database
+from .conftest import NEW_ORDER, Db, Service, guest_env, least_privilege, make_database, wait_until
 
 MB = 1024 * 1024
 
@@ -226,7 +226,8 @@ def test_a_path_cannot_forge_a_log_line(svc: Service) -> None:
     forged = "2026-01-01 00:00:00,000 INFO service.access: GET /admin 200 forged"
     response = svc.client.get("/orders%0a" + forged.replace(" ", "%20") + "%0d%0a%e2%80%a8x")
     assert response.status_code == 404
-    time.sleep(0.2)
+    # The access line is written once the answer is sent, not necessarily before the client has it.
+    wait_until(lambda: "\\x0a2026-01-01" in svc.log(), what="the access line of the forged path")
     lines = svc.log().splitlines()
     assert not any(line.startswith("2026-01-01") for line in lines)
     assert any("\\x0a2026-01-01" in line and "\\u2028x" in line for line in lines)
@@ -270,7 +271,7 @@ def test_a_client_that_leaves_has_its_statement_killed(db: Db, engine: str, gues
             time.sleep(0.1)
         assert guest_statements(db) == []
         assert service.client.get("/api/orders/2").status_code == 404  # still serving
-        time.sleep(0.2)
+        wait_until(lambda: "POST /update_order " in service.log(), what="the access line of the update")
         assert "POST /update_order 499" in service.log()
     finally:
         service.stop()
@@ -295,7 +296,9 @@ def test_a_client_that_pipelines_and_leaves_is_not_an_error(
             with socket.create_connection(("127.0.0.1", service.port)) as sock:
                 sock.sendall(waiting + b"GET /api/orders/1 HTTP/1.1\r\nHost: x\r\n\r\n")
                 time.sleep(0.3)
-        time.sleep(3)  # the lock wait ends, and each first answer finds its connection closed
+        # Each lock wait ends after DB_LOCK_TIMEOUT, and its answer finds its connection closed:
+        # the three access lines, however long this machine takes to get there.
+        wait_until(lambda: service.log().count("POST /update_order ") == 3, timeout=60, what="the three updates' access lines")
         assert service.client.get("/api/orders/1").status_code == 200
         log = service.log()
         assert log.count("POST /update_order 499") == 3, log

@@ -20,15 +20,8 @@ import pytest
 from service import _lifespan
 from service._guest import DEFAULT_MODULE
 
-from .conftest import Db, Service, least_privilege, url_of
+from .conftest import Db, Service, least_privilege, url_of, wait_until
 from .wat_guests import RESPOND, build, wat_guest
-
-
-def wait_until(check: object, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_sighup_reloads_the_guest_without_dropping_requests(guest_db: Db, engine: str, tmp_path: Path) -> None:
