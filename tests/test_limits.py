@@ -218,6 +218,15 @@ def running_statements(admin: Db, user: str) -> list[tuple[Any, ...]]:
     return admin.rows("SELECT ID, TIME, INFO FROM information_schema.PROCESSLIST WHERE USER = %s AND COMMAND = 'Query'", (user,))
 
 
+async def killed(admin: Db, user: str, timeout: float = 20) -> None:
+    """Returns once `user` runs no statement, the kills running in the background of this loop
+    meanwhile; fails after `timeout` seconds (a kill normally takes milliseconds)."""
+    deadline = time.monotonic() + timeout
+    while await asyncio.to_thread(running_statements, admin, user):
+        assert time.monotonic() < deadline, f"{user}'s statements still run {timeout:g} s later"
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_statement_stops_at_its_time_limit(engine: str, hostile_db: tuple[Db, DatabaseURL], tmp_path: Path) -> None:
     admin, guest_url = hostile_db
@@ -239,15 +248,16 @@ def test_a_request_stops_at_its_time_limit_and_its_statement_is_killed(
     seed(admin, 30_000)
     guest = guest_with(engine, statement_guest({"sql": SLOW_QUERY, "params": [0, 5]}), tmp_path, request_seconds=1.0)
 
-    async def work(database: Database) -> None:
+    async def work(database: Database) -> float:
+        started = time.monotonic()
         with pytest.raises(LimitExceeded) as stopped:
             await invoke(guest, database)
         assert stopped.value.limit == "request_time"
-        await asyncio.sleep(1.0)  # the kill runs in the background
+        stopped_after = time.monotonic() - started
+        await killed(admin, guest_url.user)  # the kill runs in the background
+        return stopped_after
 
-    started = time.monotonic()
-    run(hostile_db, work, statement_timeout=60.0)
-    assert time.monotonic() - started < 6
+    assert run(hostile_db, work, statement_timeout=60.0) < 5
     assert running_statements(admin, guest_url.user) == []
 
 
@@ -258,7 +268,7 @@ def test_a_row_lock_held_across_suspension_is_released_at_the_limit(
     """A guest takes a row lock, then stays suspended in a slow statement: another request
     waiting for the row gives up after the lock wait limit with `conflict` (not minutes later
     with an error), and the lock is gone when the hostile request's time is up."""
-    admin, _ = hostile_db
+    admin, guest_url = hostile_db
     seed(admin, 30_000)
     lock = json.dumps({"sql": "SELECT order_id FROM orders WHERE order_id = ? FOR UPDATE", "params": [1]})
     before = f"""
@@ -272,13 +282,17 @@ def test_a_row_lock_held_across_suspension_is_released_at_the_limit(
 
     async def work(database: Database) -> tuple[Any, float, Any]:
         held = asyncio.ensure_future(invoke(holder, database))
-        await asyncio.sleep(0.5)
+        # The holder has the row once it runs its slow statement (after the one taking the lock).
+        deadline = time.monotonic() + 20
+        while not any("COUNT(*)" in str(row[2]) for row in await asyncio.to_thread(running_statements, admin, guest_url.user)):
+            assert time.monotonic() < deadline and not held.done(), "the holder never ran its slow statement"
+            await asyncio.sleep(0.05)
         started = time.monotonic()
         blocked = await invoke(waiter, database)
         waited = time.monotonic() - started
         with pytest.raises(LimitExceeded):
             await held
-        await asyncio.sleep(1.0)  # its session is killed in the background
+        await killed(admin, guest_url.user)  # its session is killed in the background
         return blocked, waited, await invoke(waiter, database)
 
     blocked, waited, later = run(hostile_db, work, lock_timeout=1, statement_timeout=30.0)
@@ -451,7 +465,7 @@ def test_a_huge_result_is_stopped_as_it_streams(engine: str, hostile_db: tuple[D
             with pytest.raises(LimitExceeded) as stopped:
                 await invoke(guest, database, max_result_bytes=4 << 20, rows=1_000_000)
             assert stopped.value.limit == "result_bytes"
-        await asyncio.sleep(1.0)  # the kill runs in the background
+        await killed(admin, guest_url.user)  # the kill runs in the background
         return rss() - before
 
     started = time.monotonic()
