@@ -1,8 +1,12 @@
 """Counters and histograms for one process and one thread, as prometheus-client exposes them.
 
 An update is a Python addition (a histogram's bucket found by `bisect`), with no lock: they are
-updated and read on the event loop's thread only. A registry reads them as prometheus-client's
-own Counter and Histogram families, sample for sample (tests/test_tallies.py compares the two).
+updated and read on the event loop's thread only (every update is made in a request's task or
+in a host function the guest calls from it, and /metrics is read by an `async def` route). A
+registry reads them as prometheus-client's own Counter and Histogram families, sample for sample,
+for the names, labels, buckets and values prometheus-client itself accepts (tests/test_tallies.py
+compares the two). `_created` samples follow PROMETHEUS_DISABLE_CREATED_SERIES as read at start,
+not `prometheus_client.disable_created_metrics()`.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ class HistogramTally:
 
     def observe(self, amount: float) -> None:
         self.sum += amount
-        self.counts[bisect.bisect_left(self.bounds, amount)] += 1  # the first bound >= amount
+        if amount == amount:  # NaN is in no bucket, as prometheus-client counts it
+            self.counts[bisect.bisect_left(self.bounds, amount)] += 1  # the first bound >= amount
 
 
 class _Tallied(Collector):
@@ -53,7 +58,11 @@ class _Tallied(Collector):
 
     kind = ""
 
+    reserved: tuple[str, ...] = ()
+
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
+        if any(label in self.reserved for label in labelnames):
+            raise ValueError(f"{name}: a label may not be called {', '.join(self.reserved)}")
         self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
         self.children: dict[tuple[str, ...], CounterTally | HistogramTally] = {}
         registry.register(self)
@@ -90,6 +99,9 @@ class TalliedCounter(_Tallied):
 
     kind = "counter"
 
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
+        super().__init__(name.removesuffix("_total"), documentation, labelnames, registry)  # as prometheus-client
+
     def labels(self, *values: str) -> CounterTally:
         child = self._child(tuple(str(v) for v in values))
         assert isinstance(child, CounterTally)
@@ -107,12 +119,19 @@ class TalliedHistogram(_Tallied):
     """prometheus_client.Histogram's exposition (its buckets and +Inf), counted in plain numbers."""
 
     kind = "histogram"
+    reserved = ("le",)
 
     def __init__(
         self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry, buckets: Sequence[float]
     ) -> None:
-        bounds = sorted(float(b) for b in buckets)
-        self.bounds = tuple(bounds if bounds[-1] == INF else [*bounds, INF])
+        bounds = [float(b) for b in buckets]
+        if bounds != sorted(bounds):
+            raise ValueError(f"{name}: buckets not in sorted order")
+        if bounds and bounds[-1] != INF:
+            bounds.append(INF)
+        if len(bounds) < 2:
+            raise ValueError(f"{name}: a histogram needs at least two buckets")
+        self.bounds = tuple(bounds)
         super().__init__(name, documentation, labelnames, registry)
 
     def labels(self, *values: str) -> HistogramTally:
