@@ -26,7 +26,7 @@ from ._http import (
     too_large,
 )
 from ._lifespan import lifespan
-from ._logs import AccessLog, configure_logging
+from ._logs import AccessLog, configure_logging, quiet_given_up_answers
 from ._metrics import Metrics
 from ._request_ids import RequestIds
 from ._routes import build_routes
@@ -38,6 +38,7 @@ def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
     if settings.database_url is None:
         raise ServiceError("create_app needs settings.database_url (python -m service starts a database itself)")
     metrics = Metrics()
+    quiet_given_up_answers()
     app = Starlette(
         routes=build_routes(),
         lifespan=lifespan(settings, settings.database_url, metrics, guest),

@@ -11,9 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from service import _logs
+from service import DatabaseURL, _logs
+from service._app import create_app
 from service._exchange import Exchange
 from service._logs import AccessLog, configure_logging, direct_line
+from service._settings import Settings
 
 SCOPE = {"method": "POST", "path": "/api/orders/7\n2026-01-01 INFO forged"}
 
@@ -146,3 +148,16 @@ def test_the_servers_error_for_an_unfinished_answer_is_dropped_only_for_an_answe
         "Exception in ASGI application",
         "Exception in ASGI application",
     ]
+
+
+def test_an_app_embedded_with_logging_of_its_own_drops_that_error_too() -> None:
+    """`create_app` puts the filter on uvicorn's error logger itself, for an application that
+    embeds the service and configures logging its own way."""
+    server = logging.getLogger("uvicorn.error")
+    kept = server.filters[:]
+    server.filters.clear()
+    try:
+        create_app(Settings(database_url=DatabaseURL.parse("mysql://app@127.0.0.1:1/orders")))
+        assert [type(f).__name__ for f in server.filters] == ["_GivenUpAnswers"]
+    finally:
+        server.filters[:] = kept
