@@ -158,12 +158,11 @@ def configure_logging(level: str, json_lines: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    quiet_given_up_answers()
     _installed, _installed_formatter = handler, handler.formatter
 
 
 def quiet_given_up_answers() -> None:
-    """Puts `_GivenUpAnswers` on uvicorn's error logger, once (configure_logging and create_app
-    do, so an app embedded with logging of its own gets it too)."""
+    """Puts `_GivenUpAnswers` on uvicorn's error logger, once. create_app does, so every way the
+    service runs gets it, an app embedded with logging of its own too."""
     server = logging.getLogger("uvicorn.error")
     server.filters[:] = [f for f in server.filters if not isinstance(f, _GivenUpAnswers)] + [_GivenUpAnswers()]

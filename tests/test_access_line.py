@@ -127,6 +127,7 @@ def test_the_servers_error_for_an_unfinished_answer_is_dropped_only_for_an_answe
     on purpose when a client does not take its answer within CLIENT_TIMEOUT (and says so itself),
     so that line is dropped then, and only then."""
     configure(stream, "INFO", False)
+    _logs.quiet_given_up_answers()  # as create_app does
     server = logging.getLogger("uvicorn.error")
     try:
 
@@ -138,7 +139,7 @@ def test_the_servers_error_for_an_unfinished_answer_is_dropped_only_for_an_answe
 
         contextvars.copy_context().run(request, False)
         contextvars.copy_context().run(request, True)
-        configure_logging("INFO", False)  # configured again: one filter still
+        _logs.quiet_given_up_answers()  # put on again: one filter still
         assert len(server.filters) == 1
     finally:
         server.filters.clear()
