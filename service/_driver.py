@@ -83,11 +83,44 @@ def connect_args(url: DatabaseURL, connect_timeout: float) -> dict[str, Any]:
     }
 
 
+#: Connections being opened for callers that were cancelled meanwhile (kept until they are done).
+_abandoned: set[asyncio.Future[Any]] = set()
+
+
+async def open_raw(**args: Any) -> Any:
+    """`aiomysql.connect(**args)`, with a cancellation of the caller never lost inside it.
+
+    aiomysql opens its socket under `asyncio.wait_for`, which before Python 3.12 returns a result
+    that arrives together with a cancellation and drops the cancellation: a request whose deadline
+    expired just as its connection was opened went on as if it had not, and its statement ran to
+    the database's own limit. So the connection is opened in a task of its own while the caller
+    waits on a future that a cancellation always reaches; a connection opened after its caller
+    was cancelled is closed when it is done."""
+    loop = asyncio.get_running_loop()
+    opening = loop.create_task(aiomysql.connect(**args))
+    ready = loop.create_future()
+    opening.add_done_callback(lambda _: None if ready.done() else ready.set_result(None))
+    try:
+        await ready
+    except asyncio.CancelledError:
+        opening.cancel()
+        _abandoned.add(opening)
+        opening.add_done_callback(_close_abandoned)
+        raise
+    return opening.result()
+
+
+def _close_abandoned(opening: asyncio.Future[Any]) -> None:
+    _abandoned.discard(opening)
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
+
+
 async def connect(url: DatabaseURL, connect_timeout: float, init_command: str) -> Connection:
     """A new connection, within the connect timeout; raises DatabaseError (cancellation passes)."""
     try:
         async with deadline(connect_timeout + 1):
-            raw = await aiomysql.connect(**connect_args(url, connect_timeout), init_command=init_command)
+            raw = await open_raw(**connect_args(url, connect_timeout), init_command=init_command)
     except BaseException as e:
         if isinstance(e, asyncio.CancelledError):
             raise

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import aiomysql
 import pymysql
 
 from ._deadline import deadline
-from ._driver import NO_SUCH_THREAD, Connection, connect_args
+from ._driver import NO_SUCH_THREAD, Connection, connect_args, open_raw
 from ._settings import DatabaseURL
 
 log = logging.getLogger("service.database")
@@ -53,7 +52,7 @@ class Reaper:
         """Kills the session as `url`'s user; None when it is gone, else why it is not."""
         try:
             async with deadline(self._connect_timeout + 2):
-                killer = await aiomysql.connect(**connect_args(url, self._connect_timeout))
+                killer = await open_raw(**connect_args(url, self._connect_timeout))
                 try:
                     async with killer.cursor() as cur:
                         await cur.execute(f"KILL CONNECTION {int(thread_id)}")
