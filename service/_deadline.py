@@ -13,7 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import math
+import weakref
 from types import TracebackType
+from typing import Any
+
+#: Tasks cancelled from outside (`cancel_from_outside`) whose cancellation is not yet handled:
+#: on Python 3.10, which does not count cancellations, how a deadline that expires together with
+#: one tells it is not alone.
+_outside: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
 #: The innermost deadline the running code is inside (a task's own, or one a task was created
 #: inside: hence the check that a deadline's task is the same).
@@ -77,7 +84,8 @@ class deadline:  # noqa: N801 (used like asyncio.timeout, which Python 3.10 lack
     Nested deadlines that expire together (the same run of the timer, or two cancellations
     before the task runs) make one CancelledError on Python 3.10, which cannot count them: the
     outermost expired one turns it into TimeoutError, and an inner one lets it pass, so an
-    inner timeout that the block handles cannot swallow the outer one."""
+    inner timeout that the block handles cannot swallow the outer one. So does a cancellation
+    from outside made with `cancel_from_outside`: a deadline expiring with it lets it pass."""
 
     __slots__ = ("_seconds", "_task", "_timer", "_outer", "_token", "expired")
 
@@ -110,7 +118,7 @@ class deadline:  # noqa: N801 (used like asyncio.timeout, which Python 3.10 lack
             if uncancel is not None:
                 if uncancel() == 0:
                     raise asyncio.TimeoutError() from error
-            elif not self._outer_expired():
+            elif not self._outer_expired() and self._task not in _outside:
                 raise asyncio.TimeoutError() from error
 
     def _outer_expired(self) -> bool:
@@ -120,3 +128,24 @@ class deadline:  # noqa: N801 (used like asyncio.timeout, which Python 3.10 lack
                 return True
             outer = outer._outer
         return False
+
+
+def cancel_from_outside(task: asyncio.Task[Any]) -> None:
+    """Cancels `task` from outside it (its client left), so that no deadline of the task expiring
+    at the same moment takes the cancellation for its own timeout: Python 3.11+ counts
+    cancellations; on 3.10 the task is marked until `cancel_handled`."""
+    if not hasattr(task, "uncancel"):
+        _outside.add(task)
+    task.cancel()
+
+
+def cancel_handled() -> None:
+    """The current task has handled a cancellation from outside and goes on: its deadlines expire
+    as their own timeouts again."""
+    task = asyncio.current_task()
+    assert task is not None
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()
+    else:
+        _outside.discard(task)

@@ -95,7 +95,9 @@ async def open_raw(**args: Any) -> Any:
     expired just as its connection was opened went on as if it had not, and its statement ran to
     the database's own limit. So the connection is opened in a task of its own while the caller
     waits on a future that a cancellation always reaches; a connection opened after its caller
-    was cancelled is closed when it is done."""
+    was cancelled is closed when it is done. The opening's own cancellation can be dropped the
+    same way (the handshake then goes on, with no deadline of the client's), so it is cancelled
+    again after `connect_timeout`."""
     loop = asyncio.get_running_loop()
     opening = loop.create_task(aiomysql.connect(**args))
     ready = loop.create_future()
@@ -104,13 +106,15 @@ async def open_raw(**args: Any) -> Any:
         await ready
     except asyncio.CancelledError:
         opening.cancel()
+        again = loop.call_later(float(args.get("connect_timeout", 10)), opening.cancel)
         _abandoned.add(opening)
-        opening.add_done_callback(_close_abandoned)
+        opening.add_done_callback(lambda done: _close_abandoned(done, again))
         raise
     return opening.result()
 
 
-def _close_abandoned(opening: asyncio.Future[Any]) -> None:
+def _close_abandoned(opening: asyncio.Future[Any], again: asyncio.TimerHandle) -> None:
+    again.cancel()
     _abandoned.discard(opening)
     if not opening.cancelled() and opening.exception() is None:
         opening.result().close()

@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from ._abi import GuestResponse, encode_request
 from ._answers import send_answer, send_whole
-from ._deadline import deadline
+from ._deadline import cancel_from_outside, cancel_handled, deadline
 from ._description import GuestRoute
 from ._errors import GuestFault, LimitExceeded
 from ._exchange import Exchange, current_exchange
@@ -130,7 +130,7 @@ async def invoke(runtime: Runtime, request: bytes, receive: Receive, exchange: E
     except asyncio.CancelledError:
         if not exchange.disconnected:
             raise
-        _uncancel()
+        cancel_handled()
         return None
     finally:
         watcher.cancel()
@@ -168,7 +168,7 @@ class _Watcher:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 self._exchange.disconnected = True
-                self._request.cancel()
+                cancel_from_outside(self._request)
                 return
 
     def cancel(self) -> None:
@@ -176,10 +176,3 @@ class _Watcher:
         if self._task is not None:
             self._task.cancel()
 
-
-def _uncancel() -> None:
-    """Clears the current task's pending cancellation (Python 3.11+ counts them)."""
-    task = asyncio.current_task()
-    uncancel = getattr(task, "uncancel", None)
-    if uncancel is not None:
-        uncancel()

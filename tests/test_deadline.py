@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from service._deadline import deadline
+from service._deadline import cancel_from_outside, cancel_handled, deadline
 
 LOOPS: dict[str, Callable[[Coroutine[Any, Any, Any]], Any]] = {
     "asyncio": asyncio.run,
@@ -88,6 +88,54 @@ def test_a_cancellation_from_outside_stays_a_cancellation(run: Callable[..., Any
             await task
 
     run(main())
+
+
+@pytest.mark.parametrize("which", ["inner", "only"])
+def test_a_cancellation_from_outside_with_a_deadline_expiring_at_that_moment_stays_a_cancellation(
+    run: Callable[..., Any], which: str
+) -> None:
+    """The client leaves (the service cancels the request from outside) in the very loop
+    iteration in which a deadline of the request expires: Python 3.10 makes the two one
+    CancelledError. It must reach the request as a cancellation. Taken for the inner deadline's
+    timeout (a statement's: the guest is told and goes on) it would be lost, and the request
+    would run on for nobody; taken for the request's own, it would be answered as a timeout."""
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        assert me is not None
+        try:
+            async with deadline(10 if which == "inner" else 0.05) as outer:
+                try:
+                    async with deadline(0.05) as inner:
+                        expiring = inner if which == "inner" else outer
+                        loop.call_at(expiring._timer._active[expiring], cancel_from_outside, me)
+                        await asyncio.sleep(5)
+                except asyncio.TimeoutError:
+                    await asyncio.sleep(0.3)  # the statement's error handed to the guest, which goes on
+                    return "went on after the inner timeout"
+        except asyncio.TimeoutError:
+            return "timed out"
+        except asyncio.CancelledError:
+            cancel_handled()
+            return "cancelled"
+        return "not stopped"
+
+    assert run(main()) == "cancelled"
+
+
+def test_after_a_handled_cancellation_deadlines_are_timeouts_again(run: Callable[..., Any]) -> None:
+    async def main() -> float:
+        me = asyncio.current_task()
+        assert me is not None
+        asyncio.get_running_loop().call_later(0.01, cancel_from_outside, me)
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            cancel_handled()
+        return await expires_after(0.05)
+
+    assert run(main()) < 1
 
 
 def test_loops_in_two_threads_keep_their_own_deadlines() -> None:

@@ -10,12 +10,14 @@ import secrets
 import statistics
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiomysql
 import pytest
 
 from service._database import Database, prepare_guest_user
-from service._driver import connect
+from service._driver import _abandoned as driver_abandoned
+from service._driver import connect, open_raw
 from service._errors import DatabaseUnavailable
 from service._settings import DatabaseURL
 
@@ -238,3 +240,45 @@ def test_a_cancellation_arriving_as_a_connection_opens_is_never_lost(db: Db, use
     assert lost == 0
     assert raised > 40 and finished > 40, "the cancellations must fall both during and after the openings"
     wait_until(lambda: sessions(db, "pool_guest") == [], 10, "every session opened by a cancelled opening closed")
+
+
+def test_an_abandoned_opening_against_a_database_that_never_greets_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database that accepts connections and never says a word (frozen), and a request cancelled
+    just as its socket opens: the request is cancelled at once, and the opening it leaves behind
+    (whose own cancellation aiomysql's wait_for drops, before Python 3.12) is stopped within the
+    connect timeout, its socket closed, rather than waiting for the greeting for ever."""
+
+    async def work() -> tuple[float, int]:
+        loop = asyncio.get_running_loop()
+        closed = loop.create_future()
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()  # b"" once the client closes its socket
+            closed.set_result(loop.time())
+            writer.close()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        real_open = aiomysql.connection._open_connection
+        caller: asyncio.Task[Any] | None = None
+
+        async def open_and_cancel_the_caller(*args: Any, **kwargs: Any) -> Any:
+            opened = await real_open(*args, **kwargs)
+            assert caller is not None
+            loop.call_soon(caller.cancel)  # with the socket's opening, in wait_for's last iteration
+            return opened
+
+        monkeypatch.setattr(aiomysql.connection, "_open_connection", open_and_cancel_the_caller)
+        caller = asyncio.ensure_future(open_raw(host="127.0.0.1", port=port, user="u", password="p", connect_timeout=1))
+        started = loop.time()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert loop.time() - started < 0.5
+        closed_at = await asyncio.wait_for(closed, 5)
+        server.close()
+        await asyncio.sleep(0)
+        return closed_at - started, len(driver_abandoned)
+
+    took, left = asyncio.run(work())
+    assert took < 2.5, f"the abandoned opening's socket closed after {took:.2f} s"
+    assert left == 0
