@@ -175,4 +175,3 @@ class _Watcher:
         self._timer.cancel()
         if self._task is not None:
             self._task.cancel()
-
