@@ -99,6 +99,7 @@ async def open_raw(**args: Any) -> Any:
     same way (the handshake then goes on, with no deadline of the client's), so it is cancelled
     again after `connect_timeout`."""
     loop = asyncio.get_running_loop()
+    again_after = float(args.get("connect_timeout") or 10)
     opening = loop.create_task(aiomysql.connect(**args))
     ready = loop.create_future()
     opening.add_done_callback(lambda _: None if ready.done() else ready.set_result(None))
@@ -106,7 +107,7 @@ async def open_raw(**args: Any) -> Any:
         await ready
     except asyncio.CancelledError:
         opening.cancel()
-        again = loop.call_later(float(args.get("connect_timeout", 10)), opening.cancel)
+        again = loop.call_later(again_after, opening.cancel)
         _abandoned.add(opening)
         opening.add_done_callback(lambda done: _close_abandoned(done, again))
         raise

@@ -109,7 +109,12 @@ def test_a_cancellation_from_outside_with_a_deadline_expiring_at_that_moment_sta
                 try:
                     async with deadline(0.05) as inner:
                         expiring = inner if which == "inner" else outer
-                        loop.call_at(expiring._timer._active[expiring], cancel_from_outside, me)
+
+                        def together() -> None:  # both before the task runs again, on either loop
+                            cancel_from_outside(me)
+                            expiring._expire()
+
+                        loop.call_later(0.02, together)
                         await asyncio.sleep(5)
                 except asyncio.TimeoutError:
                     await asyncio.sleep(0.3)  # the statement's error handed to the guest, which goes on
