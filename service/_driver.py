@@ -93,25 +93,22 @@ async def open_raw(**args: Any) -> Any:
     aiomysql opens its socket under `asyncio.wait_for`, which before Python 3.12 returns a result
     that arrives together with a cancellation and drops the cancellation: a request whose deadline
     expired just as its connection was opened went on as if it had not, and its statement ran to
-    the database's own limit. So the connection is opened in a task of its own while the caller
-    waits on a future that a cancellation always reaches; a connection opened after its caller
-    was cancelled is closed when it is done. The opening's own cancellation can be dropped the
+    the database's own limit. So the connection is opened in a task of its own, which the caller
+    awaits through `asyncio.shield` (a cancellation of the caller always reaches it there); a
+    connection opened after its caller was cancelled is closed when it is done. The opening's own cancellation can be dropped the
     same way (the handshake then goes on, with no deadline of the client's), so it is cancelled
     again after `connect_timeout`."""
     loop = asyncio.get_running_loop()
     again_after = float(args.get("connect_timeout") or 10)
     opening = loop.create_task(aiomysql.connect(**args))
-    ready = loop.create_future()
-    opening.add_done_callback(lambda _: None if ready.done() else ready.set_result(None))
     try:
-        await ready
+        return await asyncio.shield(opening)
     except asyncio.CancelledError:
         opening.cancel()
         again = loop.call_later(again_after, opening.cancel)
         _abandoned.add(opening)
         opening.add_done_callback(lambda done: _close_abandoned(done, again))
         raise
-    return opening.result()
 
 
 def _close_abandoned(opening: asyncio.Future[Any], again: asyncio.TimerHandle) -> None:
