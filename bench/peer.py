@@ -4,11 +4,12 @@ directly in Python (Starlette + aiomysql), with no Wasm guest. Not part of the s
     DATABASE_URL=mysql://root@127.0.0.1:3306/orders python bench/peer.py --port 8081 [--workers N] [--plumbing]
 
 With --plumbing it answers behind the service's own host plumbing, the service's modules
-composed as service/_app.py composes them: the exchange record (`_exchange`) and its observers
-(the Prometheus metrics of `_metrics`, the access line of `_logs`, at the service's LOG_LEVEL and
-LOG_FORMAT), request ids (`_request_ids`), CORS (`_cors`), /metrics; and, as the service adds to
-its answers, Server-Timing with the time in the logic and in the database, which are also
-counted where the service counts the guest's and its statements'. Between this peer and the
+composed as service/_app.py composes them: its one middleware (`_exchange.HostLayer`: request
+ids, CORS, the exchange record, the order routes taken past the router as the service's guest
+routes are) and its observers (the Prometheus metrics of `_metrics`, the access line of `_logs`,
+at the service's LOG_LEVEL and LOG_FORMAT), /metrics; and, as the service adds to its answers,
+Server-Timing with the time in the logic and in the database, which are also counted where the
+service counts the guest's and its statements'. Between this peer and the
 service there is then the guest runtime alone: the sandbox, its ABI and host functions.
 """
 
@@ -33,14 +34,13 @@ from pymysql.converters import conversions
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Receive, Scope, Send
 
 from service import DatabaseURL
-from service._cors import Cors
-from service._exchange import Exchanges, current_exchange
+from service._exchange import HostLayer, current_exchange
 from service._logs import AccessLog, configure_logging
 from service._metrics import Metrics
-from service._request_ids import RequestIds
 from service._settings import Settings
 
 COLUMNS = "order_id, product_id, quantity, amount, shipping, tax, shipping_address"
@@ -291,11 +291,28 @@ def create_app(url: DatabaseURL, plumbing: bool = False) -> Starlette:
     routes.append(Route("/metrics", render_metrics))
     app = Starlette(routes=routes, lifespan=lifespan)
     settings = Settings.from_environ()
-    # As service/_app.py adds them: CORS innermost, then the request id, the exchange outermost.
-    app.add_middleware(Cors)
-    app.add_middleware(RequestIds)
-    app.add_middleware(Exchanges, observers=[metrics.observe_request, AccessLog(settings.log_format == "json")])
+    # As service/_app.py adds it, the order routes taken in the layer as the service takes its guest's.
+    lane = Lane(routes[:4])
+    app.add_middleware(HostLayer, observers=[metrics.observe_request, AccessLog(settings.log_format == "json")], lane=lane)
     return app
+
+
+class Lane(BaseRoute):
+    """The order routes, for the host layer to take straight to their endpoint as the service's
+    layer takes the guest's routes (`service._routes.GuestRoutes`), past the router."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        for route in self.routes:
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:
+                return match, {**child_scope, "route": route}
+        return Match.NONE, {}
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await scope["route"].handle(scope, receive, send)
 
 
 def app_from_environ() -> Starlette:

@@ -1,6 +1,8 @@
 """What each part of the host's HTTP plumbing costs per request, hot: a trivial route (no guest,
 no database) called straight through its ASGI interface in a loop under uvloop, first bare and
-then with the service's parts added one at a time, as service/_app.py composes them.
+then with the service's parts added one at a time, as service/_app.py composes them: its one
+middleware (`service._exchange.HostLayer`: request id, CORS headers, the exchange record), the
+route taken there past Starlette's router as the guest's routes are, the metrics, the access line.
 
     scripts/bench plumbing [--requests 10000]
 
@@ -26,16 +28,14 @@ import uvloop
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import Message
+from starlette.routing import Match, Route
+from starlette.types import Message, Scope
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service._cors import Cors  # noqa: E402
-from service._exchange import Exchanges  # noqa: E402
+from service._exchange import HostLayer  # noqa: E402
 from service._logs import AccessLog, configure_logging  # noqa: E402
 from service._metrics import Metrics  # noqa: E402
-from service._request_ids import RequestIds  # noqa: E402
 
 SCOPE: dict[str, Any] = {
     "type": "http",
@@ -60,30 +60,34 @@ async def order(request: Request) -> Response:
     return Response(BODY, media_type="application/json")
 
 
+class Lane(Route):
+    """The route, for the host layer to take past the router (as `service._routes.GuestRoutes`)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        return (match, child_scope) if match is Match.FULL else (Match.NONE, {})
+
+
 def app_with(parts: int) -> Starlette:
-    """The route behind the first `parts` of: CORS, request ids, the exchange record, its
-    metrics observer, its access line (innermost first, as service/_app.py adds them)."""
-    app = Starlette(routes=[Route("/api/orders/{order_id}", order)])
+    """The route behind the first `parts` of: the host layer, the route taken in it past the
+    router, the exchange's metrics observer, its access line."""
+    route = Lane("/api/orders/{order_id}", order)
+    app = Starlette(routes=[route])
     metrics = Metrics()
     if parts >= 1:
-        app.add_middleware(Cors)
-    if parts >= 2:
-        app.add_middleware(RequestIds)
-    if parts >= 3:
         observers: list[Callable[..., None]] = []
-        if parts >= 4:
+        if parts >= 3:
             observers.append(metrics.observe_request)
-        if parts >= 5:
+        if parts >= 4:
             observers.append(AccessLog(json_lines=False))
-        app.add_middleware(Exchanges, observers=observers)
+        app.add_middleware(HostLayer, observers=observers, lane=route if parts >= 2 else None)
     return app
 
 
 STEPS = [
     "a Starlette route alone",
-    "+ CORS headers",
-    "+ request id",
-    "+ exchange record",
+    "+ host layer (request id, CORS, exchange)",
+    "+ the route taken in the layer",
     "+ metrics (counter and histogram)",
     "+ access line (text, to a file)",
 ]

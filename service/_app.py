@@ -6,12 +6,13 @@ Reading in one direction: `_routes` and `_endpoint` (HTTP) → `_guest` (the gue
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from ._cors import Cors
 from ._errors import GuestFault, LimitExceeded, ServiceError
-from ._exchange import Exchanges
+from ._exchange import HostLayer, Observer
 from ._guest import Guest
 from ._http import (
     Overloaded,
@@ -28,9 +29,20 @@ from ._http import (
 from ._lifespan import lifespan
 from ._logs import AccessLog, configure_logging, quiet_given_up_answers
 from ._metrics import Metrics
-from ._request_ids import RequestIds
-from ._routes import build_routes
+from ._routes import GuestRoutes, build_routes
 from ._settings import Settings
+
+
+#: The host's own error answers, by the class of what a route raised (an `Exception` answers 500).
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    Exception: internal_error,
+    LimitExceeded: limit_exceeded,
+    GuestFault: guest_fault,
+    PayloadTooLarge: too_large,
+    RequestTimeout: request_timeout,
+    Overloaded: overloaded,
+    HTTPException: http_error,
+}
 
 
 def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
@@ -39,24 +51,16 @@ def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
         raise ServiceError("create_app needs settings.database_url (python -m service starts a database itself)")
     metrics = Metrics()
     quiet_given_up_answers()
+    routes = build_routes()
+    lane = routes[0]
+    assert isinstance(lane, GuestRoutes)
     app = Starlette(
-        routes=build_routes(),
-        lifespan=lifespan(settings, settings.database_url, metrics, guest),
-        exception_handlers={
-            Exception: internal_error,
-            LimitExceeded: limit_exceeded,
-            GuestFault: guest_fault,
-            PayloadTooLarge: too_large,
-            RequestTimeout: request_timeout,
-            Overloaded: overloaded,
-            HTTPException: http_error,
-        },
+        routes=routes, lifespan=lifespan(settings, settings.database_url, metrics, guest), exception_handlers=EXCEPTION_HANDLERS
     )
-    # Added innermost first: every answer gets the CORS headers, then the request id; the
-    # outermost records the exchange for the metrics and the access line.
-    app.add_middleware(Cors)
-    app.add_middleware(RequestIds)
-    app.add_middleware(Exchanges, observers=[metrics.observe_request, AccessLog(settings.log_format == "json")])
+    # One layer (_exchange.HostLayer): the request id, the CORS headers, the exchange recorded for
+    # the metrics and the access line; the guest's routes (the first route) taken straight there.
+    observers: list[Observer] = [metrics.observe_request, AccessLog(settings.log_format == "json")]
+    app.add_middleware(HostLayer, observers=observers, lane=lane, handlers=EXCEPTION_HANDLERS)
     return app
 
 

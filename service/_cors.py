@@ -1,11 +1,12 @@
-"""CORS: the headers every answer carries, errors included, as the original's do."""
+"""CORS: the headers every answer carries, errors included, as the original's do (added by
+`_exchange.HostLayer`)."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from ._description import HOST_PATHS, HOST_PREFIXES, GuestRoute
 from ._http import is_rest
@@ -51,23 +52,3 @@ def cors_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
 def _rest_headers(methods: str) -> list[tuple[bytes, bytes]]:
     method_header = b"access-control-allow-methods"
     return [(name, methods.encode() if name == method_header else value) for name, value in REST_CORS_HEADERS]
-
-
-class Cors:
-    """Adds `headers_for(scope)` to every HTTP answer (it reads the raw scope: it runs on every one)."""
-
-    def __init__(self, app: ASGIApp, headers_for: HeadersFor = cors_headers) -> None:
-        self.app = app
-        self.headers_for = headers_for
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":  # the router has matched by now
-                message["headers"] = [*message.get("headers", ()), *self.headers_for(scope)]
-            await send(message)
-
-        await self.app(scope, receive, send_with_cors)

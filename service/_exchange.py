@@ -1,30 +1,45 @@
-"""One HTTP exchange as the service's observers see it, and the middleware that records it.
+"""One HTTP exchange as the service's observers see it, and the service's one middleware.
 
-`Exchanges` is the outermost of the service's middleware: it times the request, notes the status
-that was sent (499, nginx's code, when the client went away first) and, once the request is over,
-hands the record to each observer (metrics, the access line). The parts inside write into the
-record of the running request, `current_exchange()`: the request id, the guest's timings.
+`HostLayer` is the host's HTTP plumbing around every request, in one layer: it gives the request
+its id (`_request_ids`), times it, adds the CORS headers (`_cors`) and the id to the answer, notes
+the status that was sent (499, nginx's code, when the client went away first) and, once the
+request is over, hands the record to each observer (metrics, the access line). The parts inside
+write into the record of the running request, `current_exchange()`: the guest's timings.
+
+It is one layer rather than one middleware per part because most of a single-row request's cost
+is per-request Python: each middleware is a coroutine more per request and a wrapper more per
+message sent. For the same reason it hands a request for one of the guest's routes straight to
+that route, without Starlette's exception middleware and router (every other request goes
+through them), and answers what the route raises with the app's own exception handlers.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
+from typing import Any
 
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._cors import HeadersFor, cors_headers
+from ._request_ids import request_id_of, request_id_var
 
 
 class Exchange:
     """What is known of one request: set by the parts that learn it, read by the observers."""
 
-    __slots__ = ("started", "seconds", "status", "request_id", "guest_seconds", "db_seconds", "disconnected")
+    __slots__ = ("started", "seconds", "status", "answered", "request_id", "guest_seconds", "db_seconds", "disconnected")
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.seconds = 0.0
         #: the status sent; 500 until one is (an error answered outside the middleware is a 500)
         self.status = 500
+        #: whether the answer's status line has been handed to the server
+        self.answered = False
         self.request_id = "-"
         #: the guest's time and the database's, when the request ran the guest
         self.guest_seconds: float | None = None
@@ -56,13 +71,25 @@ def _connection_closed(error: Exception) -> bool:
     return isinstance(error, OSError) or "closed=True" in str(error)
 
 
-class Exchanges:
-    """Records every HTTP request (it runs on every one, so it reads the raw scope) and hands the
-    record to `observers` when the request is over."""
+class HostLayer:
+    """The service's middleware (see the module's docstring). It runs on every request, so it
+    reads the raw scope. `lane`: the guest's routes, taken here when they match; `handlers`: the
+    app's exception handlers, for what they raise (an `Exception` handler is the server-error
+    middleware's, outside this layer, and is left to it)."""
 
-    def __init__(self, app: ASGIApp, observers: Sequence[Observer]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        observers: Sequence[Observer],
+        lane: BaseRoute | None = None,
+        handlers: Mapping[Any, Any] | None = None,
+        headers_for: HeadersFor = cors_headers,
+    ) -> None:
         self.app = app
         self.observers = tuple(observers)
+        self.lane = lane
+        self.handlers = {kind: handler for kind, handler in (handlers or {}).items() if kind is not Exception}
+        self.headers_for = headers_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,10 +97,17 @@ class Exchanges:
             return
         exchange = Exchange()
         token = _current.set(exchange)
+        exchange.request_id = request_id = request_id_of(scope["headers"])
+        id_token = request_id_var.set(request_id)
+        headers_for = self.headers_for
 
-        async def send_recorded(message: Message) -> None:
+        async def send_host(message: Message) -> None:
             if message["type"] == "http.response.start":
                 exchange.status = message["status"]
+                exchange.answered = True
+                # The router has matched by now: the CORS headers are the route's.
+                headers = [*message.get("headers", ()), *headers_for(scope), (b"x-request-id", request_id.encode())]
+                message["headers"] = headers
             try:
                 await send(message)
             except (OSError, RuntimeError) as e:
@@ -83,13 +117,36 @@ class Exchanges:
                 raise ClientGone() from e
 
         try:
-            await self.app(scope, receive, send_recorded)
+            lane = self.lane
+            match, child_scope = lane.matches(scope) if lane is not None else (Match.NONE, {})
+            if match is Match.FULL:
+                scope.update(child_scope)
+                await self._guest_route(scope, receive, send_host, exchange)
+            else:
+                await self.app(scope, receive, send_host)
         except ClientGone:
             exchange.status = 499  # nobody is left to answer, and nothing is wrong with the service
         finally:
+            request_id_var.reset(id_token)
             if exchange.disconnected and exchange.status == 500:
                 exchange.status = 499
             _current.reset(token)
             exchange.seconds = time.perf_counter() - exchange.started
             for observe in self.observers:
                 observe(scope, exchange)
+
+    async def _guest_route(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
+        """The matched guest route; what it raises is answered as Starlette's exception
+        middleware answers it for every other route: by the handler of the exception's nearest
+        class, unless the answer has begun; anything else goes on outwards."""
+        assert self.lane is not None
+        try:
+            await self.lane.handle(scope, receive, send)
+        except Exception as exc:
+            handler = next((self.handlers[kind] for kind in type(exc).__mro__ if kind in self.handlers), None)
+            if handler is None:
+                raise
+            if exchange.answered:
+                raise RuntimeError("Caught handled exception, but response already started.") from exc
+            response = await handler(Request(scope, receive, send), exc)
+            await response(scope, receive, send)

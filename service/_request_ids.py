@@ -1,46 +1,26 @@
 """Request ids: X-Request-ID taken from the client (when short and printable) or made, returned
-on every answer, and known to every log line written while the request runs."""
+on every answer (`_exchange.HostLayer`), and known to every log line written while the request
+runs (`request_id_var`)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from contextvars import ContextVar
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from ._exchange import current_exchange
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
+#: The longest id a client may give; a longer one, or one with a character that is not
+#: printable, is replaced by one the service makes.
+MAX_GIVEN_ID_CHARS = 128
 
-class RequestIds:
-    """Gives every HTTP request an id and adds it to the answer, errors included."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = ""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                given = value.decode("latin-1")
-                if len(given) <= 128 and given.isprintable():
-                    request_id = given
-                break
-        request_id = request_id or os.urandom(8).hex()
-        current_exchange().request_id = request_id
-        token = request_id_var.set(request_id)
-        header = (b"x-request-id", request_id.encode())
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id_var.reset(token)
+def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The request's id: its X-Request-ID when short and printable, else 16 random hex digits."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            given = value.decode("latin-1")
+            if len(given) <= MAX_GIVEN_ID_CHARS and given.isprintable():
+                return given
+            break
+    return os.urandom(8).hex()
