@@ -32,7 +32,6 @@ from ._metrics import Metrics
 from ._routes import GuestRoutes, build_routes
 from ._settings import Settings
 
-
 #: The host's own error answers, by the class of what a route raised (an `Exception` answers 500).
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     Exception: internal_error,
