@@ -72,6 +72,7 @@ class _WasmtimeInstance(Instance):
         fast = unchecked_memory(wasmtime, store, self._memory)
         if fast is not None:
             self.memory_size, self._base = fast  # type: ignore[method-assign]
+        self._address = self._base()  # fixed for the memory's life (memory_may_move is off)
         self._set_epoch_deadline = unchecked_epoch_deadline(wasmtime, store) or store.set_epoch_deadline
 
     def export(self, name: str) -> Export:
@@ -107,8 +108,10 @@ class _WasmtimeInstance(Instance):
         # whenever the garbage collector reaches this object.
         self._keep.clear()
         self._exports = self._memory = None
-        # The fast accessors hold the store's raw context: gone with it, never called after.
+        # The fast accessors hold the store's raw context, and `_address` its memory: gone with
+        # it, never used after.
         self.memory_size = self._base = self._set_epoch_deadline = _closed  # type: ignore[method-assign]
+        self._read = self._write = _closed  # type: ignore[method-assign, assignment]
         self._store.close()
 
     def memory_size(self) -> int:
@@ -118,10 +121,10 @@ class _WasmtimeInstance(Instance):
         return ctypes.addressof(self._memory.data_ptr(self._store).contents)
 
     def _read(self, ptr: int, length: int) -> bytes:
-        return ctypes.string_at(self._base() + ptr, length)
+        return ctypes.string_at(self._address + ptr, length)
 
     def _write(self, ptr: int, data: bytes) -> None:
-        ctypes.memmove(self._base() + ptr, data, len(data))
+        ctypes.memmove(self._address + ptr, data, len(data))
 
 
 def _closed(*args: object) -> Any:
@@ -198,6 +201,10 @@ class WasmtimeEngine(Engine):
         config = wasmtime.Config()
         # Guests run on the event loop; epoch ticks let a deadline stop one that never returns.
         config.epoch_interruption = True
+        # A guest's memory never moves as it grows (it is reserved whole up front, 4 GiB on a
+        # 64-bit host, more than a 32-bit memory can reach), so each instance reads its address
+        # once rather than at every read and write.
+        config.memory_may_move = False
         self._engine = wasmtime.Engine(config)
         _TICKER.add(self._engine)
 

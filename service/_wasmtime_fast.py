@@ -58,15 +58,23 @@ def unchecked_export(wasmtime: Any, store: Any, func: Any, name: str, interrupt:
     array_type = raw_array * size
     trap_class = wasmtime.Trap
 
+    # Made once: the export is never entered again before a call of it returns (the host
+    # calls no export from a host function), so one array and one trap slot serve every call.
+    values = array_type()
+    slots = [(values[i], field) for i, field in enumerate(fields)]
+    trap = trap_pointer()
+    trap_ref = ctypes.byref(trap)
+
     def call(*args: int) -> Any:
-        values = array_type()
-        for i, field in enumerate(fields):
-            setattr(values[i], field, args[i])
-        trap = trap_pointer()
-        error = call_unchecked(context, func_ref, values, size, ctypes.byref(trap))
+        for (slot, field), arg in zip(slots, args, strict=True):
+            setattr(slot, field, arg)
+        error = call_unchecked(context, func_ref, values, size, trap_ref)
         if error or trap:
+            # The failure owns the trap from here (a pointer object of its own, freed with it),
+            # and the slot is emptied for the next call, whatever is raised below.
+            failure = trap_class._from_ptr(ctypes.cast(trap, trap_pointer)) if trap else wasmtime.WasmtimeError._from_ptr(error)
+            ctypes.memset(trap_ref, 0, ctypes.sizeof(trap))
             maybe_raise_last_exn()  # a host function's own exception, as it was raised
-            failure = trap_class._from_ptr(trap) if trap else wasmtime.WasmtimeError._from_ptr(error)
             if getattr(failure, "trap_code", None) == interrupt:
                 raise LimitExceeded("time", "the guest ran past its time limit and was stopped")
             raise GuestFault(f"guest trapped in {name}: {first_line(failure)}", trap_frames(failure))

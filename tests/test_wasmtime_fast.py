@@ -11,6 +11,8 @@ import re
 import threading
 from pathlib import Path
 
+import pytest
+
 from service import Guest, load_engine
 from service._abi import encode_request
 from service._guest import DEFAULT_MODULE
@@ -65,3 +67,80 @@ def test_engines_share_one_epoch_thread_for_the_life_of_the_process() -> None:
     closed = load_engine("wasmtime")
     closed.close()
     assert len(epoch_ticker_threads()) == 1 and threading.active_count() == threads
+
+
+GROWING = """(module
+  (memory (export "memory") 0 65536)
+  (func (export "grow") (param $pages i32) (result i32) (memory.grow (local.get $pages)))
+  (func (export "poke") (param $at i32) (param $value i32) (i32.store8 (local.get $at) (local.get $value))))"""
+
+
+def test_a_guest_memory_never_moves_as_it_grows_so_its_address_is_read_once() -> None:
+    import wasmtime
+
+    from service._engine import InstanceLimits
+
+    compiled = load_engine("wasmtime").compile(wasmtime.wat2wasm(GROWING))
+    instance = compiled.instantiate({}, InstanceLimits(5.0, 4 << 30, 10))
+    first = instance._address  # type: ignore[attr-defined]
+    grow, poke = instance.export("grow"), instance.export("poke")
+    for pages in (1, 1, 14, 48, 192, 1792, 14336):  # up to 1 GiB, one step at a time
+        assert grow(pages) != -1
+        # Before anything is read through it (were it stale, that read could crash the process).
+        assert ctypes.addressof(instance._memory.data_ptr(instance._store).contents) == first  # type: ignore[attr-defined]
+        # What the guest writes at its memory's end is what the host reads there, through the
+        # address it read when the memory had no page at all.
+        end = instance.memory_size() - 1
+        poke(end, pages % 251)
+        assert instance.read(end, 1) == bytes([pages % 251])
+        instance.write(end, b"\x07")
+        assert instance.read(end, 1) == b"\x07"
+    instance.close()
+    for use in (lambda: instance.read(0, 1), lambda: instance.write(0, b"x")):
+        try:
+            use()
+        except ValueError:
+            continue
+        raise AssertionError("a closed instance's memory was used")
+
+
+TRAPPING = """(module
+  (import "host" "odd_raises" (func $odd_raises (param i32)))
+  (memory (export "memory") 1)
+  (func (export "halve_or_trap") (param $x i32) (result i32)
+    (if (i32.and (local.get $x) (i32.const 1)) (then unreachable))
+    (i32.shr_u (local.get $x) (i32.const 1)))
+  (func (export "through_the_host") (param $x i32) (result i32)
+    (call $odd_raises (local.get $x))
+    (local.get $x)))"""
+
+
+def test_an_export_called_again_after_a_trap_answers_for_its_own_call() -> None:
+    # One argument array and one trap slot serve every call of an export: neither what a call
+    # was given nor the trap it left (its own, or a host function's exception) may reach the next.
+    import wasmtime
+
+    from service._engine import HostFunction, InstanceLimits
+    from service._errors import GuestFault
+
+    class Odd(Exception):
+        pass
+
+    def odd_raises(x: int) -> None:
+        if x % 2:
+            raise Odd(x)
+
+    host = {"odd_raises": HostFunction(("i32",), (), odd_raises)}
+    instance = load_engine("wasmtime").compile(wasmtime.wat2wasm(TRAPPING)).instantiate(host, InstanceLimits(5.0, 1 << 20, 10))
+    halve, through = instance.export("halve_or_trap"), instance.export("through_the_host")
+    assert halve.__qualname__.startswith("unchecked_export.")
+    for x in (8, 3, 10, 5, 7, 0, 4096, 9, 12):
+        if x % 2:
+            with pytest.raises(GuestFault, match="unreachable"):
+                halve(x)
+            with pytest.raises(Odd):
+                through(x)
+        else:
+            assert halve(x) == x // 2
+            assert through(x) == x
+    instance.close()
