@@ -59,7 +59,7 @@ def create_app(settings: Settings, guest: Guest | None = None) -> Starlette:
     # One layer (_exchange.HostLayer): the request id, the CORS headers, the exchange recorded for
     # the metrics and the access line; the guest's routes (the first route) taken straight there.
     observers: list[Observer] = [metrics.observe_request, AccessLog(settings.log_format == "json")]
-    app.add_middleware(HostLayer, observers=observers, lane=lane, handlers=EXCEPTION_HANDLERS)
+    app.add_middleware(HostLayer, observers=observers, lane=lane)
     return app
 
 

@@ -9,18 +9,17 @@ write into the record of the running request, `current_exchange()`: the guest's 
 It is one layer rather than one middleware per part because most of a single-row request's cost
 is per-request Python: each middleware is a coroutine more per request and a wrapper more per
 message sent. For the same reason it hands a request for one of the guest's routes straight to
-that route, without Starlette's exception middleware and router (every other request goes
-through them), and answers what the route raises with the app's own exception handlers.
+that route, without Starlette's router, and without Starlette's exception middleware unless the
+route raises (every other request goes through both).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from typing import Any
 
-from starlette.requests import Request
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -73,22 +72,14 @@ def _connection_closed(error: Exception) -> bool:
 
 class HostLayer:
     """The service's middleware (see the module's docstring). It runs on every request, so it
-    reads the raw scope. `lane`: the guest's routes, taken here when they match; `handlers`: the
-    app's exception handlers, for what they raise (an `Exception` handler is the server-error
-    middleware's, outside this layer, and is left to it)."""
+    reads the raw scope. `lane`: the guest's routes, taken here when they match."""
 
     def __init__(
-        self,
-        app: ASGIApp,
-        observers: Sequence[Observer],
-        lane: BaseRoute | None = None,
-        handlers: Mapping[Any, Any] | None = None,
-        headers_for: HeadersFor = cors_headers,
+        self, app: ASGIApp, observers: Sequence[Observer], lane: BaseRoute | None = None, headers_for: HeadersFor = cors_headers
     ) -> None:
         self.app = app
         self.observers = tuple(observers)
         self.lane = lane
-        self.handlers = {kind: handler for kind, handler in (handlers or {}).items() if kind is not Exception}
         self.headers_for = headers_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -136,17 +127,29 @@ class HostLayer:
                 observe(scope, exchange)
 
     async def _guest_route(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
-        """The matched guest route; what it raises is answered as Starlette's exception
-        middleware answers it for every other route: by the handler of the exception's nearest
-        class, unless the answer has begun; anything else goes on outwards."""
         assert self.lane is not None
         try:
             await self.lane.handle(scope, receive, send)
         except Exception as exc:
-            handler = next((self.handlers[kind] for kind in type(exc).__mro__ if kind in self.handlers), None)
-            if handler is None:
-                raise
-            if exchange.answered:
-                raise RuntimeError("Caught handled exception, but response already started.") from exc
-            response = await handler(Request(scope, receive, send), exc)
-            await response(scope, receive, send)
+            await _answer_raised(exc, exchange.answered, scope, receive, send)
+
+
+async def _answer_raised(exc: Exception, answered: bool, scope: Scope, receive: Receive, send: Send) -> None:
+    """Hands what a guest route raised to Starlette's own exception middleware, with the app's
+    exception handlers as the app gives them to it (`Exception` and 500 are the server-error
+    middleware's, outside this layer), so that it is answered, or refused once the answer has
+    begun, or raised on, exactly as for any other route. Made only when something was raised:
+    it costs nothing on a request that answers."""
+    app = scope["app"]
+
+    async def raising(scope: Scope, receive: Receive, send: Send) -> None:
+        if answered:  # tells the middleware the answer has begun; it goes no further
+            await send({"type": "http.response.start", "status": 500, "headers": []})
+        raise exc
+
+    async def nowhere(message: Message) -> None:
+        pass
+
+    handlers = {key: handler for key, handler in app.exception_handlers.items() if key not in (500, Exception)}
+    middleware = ExceptionMiddleware(raising, handlers=handlers, debug=app.debug)
+    await middleware(scope, receive, nowhere if answered else send)

@@ -16,11 +16,12 @@ MAX_GIVEN_ID_CHARS = 128
 
 
 def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
-    """The request's id: its X-Request-ID when short and printable, else 16 random hex digits."""
+    """The request's id: its X-Request-ID when not empty, short and printable, else 16 random
+    hex digits."""
     for name, value in headers:
         if name == b"x-request-id":
             given = value.decode("latin-1")
-            if len(given) <= MAX_GIVEN_ID_CHARS and given.isprintable():
+            if given and len(given) <= MAX_GIVEN_ID_CHARS and given.isprintable():
                 return given
             break
     return os.urandom(8).hex()

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Match, Route
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
@@ -62,15 +64,18 @@ RAISED: dict[str, Callable[[], BaseException]] = {
 }
 
 
-def app(make: Callable[[], BaseException], through_layer: bool, seen: list[Exchange], answer_first: bool = False) -> Starlette:
+def app(
+    make: Callable[[], BaseException],
+    through_layer: bool,
+    seen: list[Exchange],
+    answer_first: bool = False,
+    handlers: dict[Any, Any] | None = None,
+) -> Starlette:
     route = Lane("/api/orders/{order_id}", Raiser(make, answer_first), methods=["GET", "POST"])
-    application = Starlette(routes=[route], exception_handlers=EXCEPTION_HANDLERS)
+    application = Starlette(routes=[route], exception_handlers=EXCEPTION_HANDLERS if handlers is None else handlers)
     application.state.runtime = SimpleNamespace(settings=SimpleNamespace(max_body_bytes=1024, client_timeout=5.0))
     application.add_middleware(
-        HostLayer,
-        observers=[lambda scope, exchange: seen.append(exchange)],
-        lane=route if through_layer else None,
-        handlers=EXCEPTION_HANDLERS,
+        HostLayer, observers=[lambda scope, exchange: seen.append(exchange)], lane=route if through_layer else None
     )
     return application
 
@@ -140,3 +145,27 @@ def answer_path(application: Starlette, path: str) -> tuple[int, dict[str, Any],
     with TestClient(application, raise_server_exceptions=False) as client:
         response = client.get(path, headers={"x-request-id": "fixed-id"})
     return response.status_code, dict(response.headers), response.content
+
+
+async def embedders_fault(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse(f"the embedder's answer to {exc}", status_code=502)
+
+
+def embedders_405(request: Request, exc: Exception) -> Response:  # a sync handler: run in a thread
+    return PlainTextResponse("the embedder's 405", status_code=405, headers={"allow": "GET"})
+
+
+@pytest.mark.parametrize("raised", RAISED)
+@pytest.mark.parametrize("handlers", ["the service's and an embedder's", "Starlette's defaults only"])
+def test_the_apps_own_handlers_answer_on_guest_routes_too(raised: str, handlers: str) -> None:
+    # An app that embeds the service may add its own handlers (add_exception_handler), by class
+    # and by status; one with none has Starlette's default answer to an HTTPException.
+    def made(through_layer: bool) -> Starlette:
+        own = handlers.startswith("the service's")
+        application = app(RAISED[raised], through_layer, [], handlers=None if own else {})
+        if own:
+            application.add_exception_handler(GuestFault, embedders_fault)
+            application.add_exception_handler(405, embedders_405)
+        return application
+
+    assert answer(made(through_layer=True)) == answer(made(through_layer=False))
