@@ -174,9 +174,8 @@ class GuestInstance:
                 raise LimitExceeded("memory", message) from None
             raise fault from None
         finally:
-            # The engine's deadline is left as it is: no guest code runs before the next entry,
-            # which sets its own.
             if not self.closed:
+                self.raw.set_deadline(None)
                 self._bridge.invocation = None
 
     def _named(self, fault: GuestFault) -> GuestFault:
