@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
+from typing import Any
 
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import BaseRoute, Match
@@ -81,8 +82,14 @@ class HostLayer:
         self.observers = tuple(observers)
         self.lane = lane
         self.headers_for = headers_for
+        #: the app's exception handlers as they were at its first call (see `_answer_raised`)
+        self._handlers: dict[Any, Any] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._handlers is None:
+            # As Starlette gives its exception middleware the handlers when the app is first
+            # called (its lifespan, or a first request), and never again.
+            self._handlers = {k: v for k, v in scope["app"].exception_handlers.items() if k not in (500, Exception)}
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -131,12 +138,15 @@ class HostLayer:
         try:
             await self.lane.handle(scope, receive, send)
         except Exception as exc:
-            await _answer_raised(exc, exchange.answered, scope, receive, send)
+            assert self._handlers is not None
+            await _answer_raised(exc, exchange.answered, self._handlers, scope, receive, send)
 
 
-async def _answer_raised(exc: Exception, answered: bool, scope: Scope, receive: Receive, send: Send) -> None:
+async def _answer_raised(
+    exc: Exception, answered: bool, handlers: dict[Any, Any], scope: Scope, receive: Receive, send: Send
+) -> None:
     """Hands what a guest route raised to Starlette's own exception middleware, with the app's
-    exception handlers as the app gives them to it (`Exception` and 500 are the server-error
+    exception handlers as the app gave them to its own (`Exception` and 500 are the server-error
     middleware's, outside this layer), so that it is answered, or refused once the answer has
     begun, or raised on, exactly as for any other route. Made only when something was raised:
     it costs nothing on a request that answers."""
@@ -150,6 +160,5 @@ async def _answer_raised(exc: Exception, answered: bool, scope: Scope, receive: 
     async def nowhere(message: Message) -> None:
         pass
 
-    handlers = {key: handler for key, handler in app.exception_handlers.items() if key not in (500, Exception)}
     middleware = ExceptionMiddleware(raising, handlers=handlers, debug=app.debug)
     await middleware(scope, receive, nowhere if answered else send)

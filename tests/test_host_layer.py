@@ -169,3 +169,18 @@ def test_the_apps_own_handlers_answer_on_guest_routes_too(raised: str, handlers:
         return application
 
     assert answer(made(through_layer=True)) == answer(made(through_layer=False))
+
+
+def test_a_handler_added_after_the_first_request_is_ignored_on_both_paths() -> None:
+    # Starlette takes the app's handlers when the app is first called; the layer does the same.
+    def answers(through_layer: bool) -> list[tuple[int, dict[str, Any], bytes]]:
+        application = app(RAISED["guest fault"], through_layer, [])
+        with TestClient(application, raise_server_exceptions=False) as client:
+            first = client.get("/api/orders/7", headers={"x-request-id": "fixed-id"})
+            application.add_exception_handler(GuestFault, embedders_fault)
+            second = client.get("/api/orders/7", headers={"x-request-id": "fixed-id"})
+        return [(r.status_code, dict(r.headers), re.sub(rb"[0-9a-f]{12}", b"<id>", r.content)) for r in (first, second)]
+
+    through_layer = answers(True)
+    assert through_layer == answers(False)
+    assert [status for status, _, _ in through_layer] == [500, 500]
