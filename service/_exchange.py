@@ -82,7 +82,7 @@ class HostLayer:
         self.observers = tuple(observers)
         self.lane = lane
         self.headers_for = headers_for
-        #: the app's exception handlers as they were at its first call (see `_answer_raised`)
+        #: the app's exception handlers as they were at its first call (see `_guest_route`)
         self._handlers: dict[Any, Any] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -138,27 +138,37 @@ class HostLayer:
         try:
             await self.lane.handle(scope, receive, send)
         except Exception as exc:
+            # Handed to Starlette's own exception middleware, with the app's handlers as the app
+            # gave them to its own (`Exception` and 500 are the server-error middleware's, outside
+            # this layer), so that it is answered, or refused once the answer has begun, or raised
+            # on, exactly as for any other route. Made only when something was raised: a request
+            # that answers pays nothing for it.
             assert self._handlers is not None
-            await _answer_raised(exc, exchange.answered, self._handlers, scope, receive, send)
+            answered = exchange.answered
+            middleware = ExceptionMiddleware(_Raising(exc, answered), handlers=self._handlers, debug=scope["app"].debug)
+            await middleware(scope, receive, _nowhere if answered else send)
 
 
-async def _answer_raised(
-    exc: Exception, answered: bool, handlers: dict[Any, Any], scope: Scope, receive: Receive, send: Send
-) -> None:
-    """Hands what a guest route raised to Starlette's own exception middleware, with the app's
-    exception handlers as the app gave them to its own (`Exception` and 500 are the server-error
-    middleware's, outside this layer), so that it is answered, or refused once the answer has
-    begun, or raised on, exactly as for any other route. Made only when something was raised:
-    it costs nothing on a request that answers."""
-    app = scope["app"]
+class _Raising:
+    """An ASGI app that raises one exception, for the exception middleware to answer (after
+    telling it the answer has begun, when it has). It keeps no reference to the exception once
+    raised: one from its frame, which the exception's own traceback holds, would be a cycle that
+    kept the request (its body too) alive until the cycle collector came by."""
 
-    async def raising(scope: Scope, receive: Receive, send: Send) -> None:
-        if answered:  # tells the middleware the answer has begun; it goes no further
+    def __init__(self, exc: Exception, answered: bool) -> None:
+        self._exc: Exception | None = exc
+        self._answered = answered
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._answered:
             await send({"type": "http.response.start", "status": 500, "headers": []})
-        raise exc
+        exc, self._exc = self._exc, None
+        assert exc is not None
+        try:
+            raise exc
+        finally:
+            del exc
 
-    async def nowhere(message: Message) -> None:
-        pass
 
-    middleware = ExceptionMiddleware(raising, handlers=handlers, debug=app.debug)
-    await middleware(scope, receive, nowhere if answered else send)
+async def _nowhere(message: Message) -> None:
+    """Where the exception middleware's messages go once the answer has begun."""
