@@ -95,9 +95,9 @@ async def open_raw(**args: Any) -> Any:
     expired just as its connection was opened went on as if it had not, and its statement ran to
     the database's own limit. So the connection is opened in a task of its own, which the caller
     awaits through `asyncio.shield` (a cancellation of the caller always reaches it there); a
-    connection opened after its caller was cancelled is closed when it is done. The opening's own cancellation can be dropped the
-    same way (the handshake then goes on, with no deadline of the client's), so it is cancelled
-    again after `connect_timeout`."""
+    connection opened after its caller was cancelled is closed when it is done. The opening's own
+    cancellation can be dropped the same way (the handshake then goes on, with no deadline of the
+    client's), so it is cancelled again after `connect_timeout`."""
     loop = asyncio.get_running_loop()
     again_after = float(args.get("connect_timeout") or 10)
     opening = loop.create_task(aiomysql.connect(**args))
