@@ -54,7 +54,7 @@ async def _send_large(runtime: Runtime, send: Send, status: int, headers: list[t
     runtime.unsent_bytes += len(body)
     try:
         headers.append((b"content-length", str(len(body)).encode()))
-        async with deadline(settings.client_timeout):
+        with deadline(settings.client_timeout):
             await send({"type": "http.response.start", "status": status, "headers": headers})
             view = memoryview(body)
             for start in range(0, len(body), SMALL_ANSWER_BYTES):

@@ -30,7 +30,7 @@ async def compile_isolated(engine: Engine, wasm: bytes, timeout: float, cache_di
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        async with deadline(timeout):  # not wait_for, which before Python 3.12 can drop a cancellation
+        with deadline(timeout):  # not wait_for, which before Python 3.12 can drop a cancellation
             compiled, errors = await child.communicate(wasm)
     except asyncio.TimeoutError:
         raise GuestLoadError(f"compiling the module took more than {timeout:g} s (GUEST_COMPILE_TIMEOUT)") from None

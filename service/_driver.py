@@ -121,7 +121,7 @@ def _close_abandoned(opening: asyncio.Future[Any], again: asyncio.TimerHandle) -
 async def connect(url: DatabaseURL, connect_timeout: float, init_command: str) -> Connection:
     """A new connection, within the connect timeout; raises DatabaseError (cancellation passes)."""
     try:
-        async with deadline(connect_timeout + 1):
+        with deadline(connect_timeout + 1):
             raw = await open_raw(**connect_args(url, connect_timeout), init_command=init_command)
     except BaseException as e:
         if isinstance(e, asyncio.CancelledError):

@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from ._abi import GuestResponse, encode_request
 from ._answers import send_answer, send_whole
-from ._deadline import cancel_from_outside, cancel_handled, deadline
+from ._deadline import alarm, cancel_from_outside, cancel_handled, deadline
 from ._description import GuestRoute
 from ._errors import GuestFault, LimitExceeded
 from ._exchange import Exchange, current_exchange
@@ -82,7 +82,7 @@ async def read_request(scope: Scope, receive: Receive, operation: str, settings:
     body = b""
     if scope["method"] in ("POST", "PUT", "PATCH"):
         try:
-            async with deadline(settings.client_timeout):
+            with deadline(settings.client_timeout):
                 body = await read_body(receive, length, settings.max_body_bytes)
         except asyncio.TimeoutError:
             raise RequestTimeout() from None
@@ -143,7 +143,8 @@ async def invoke(runtime: Runtime, request: bytes, receive: Receive, exchange: E
 
 #: How long a request runs before a task starts watching for its client leaving: most answer
 #: sooner, and then no task is made for them (a task per request was a visible part of a
-#: single-row request's cost); a client that leaves is noticed at most this much later.
+#: single-row request's cost; so was a timer of the loop's own, hence the deadlines' shared one);
+#: a client that leaves is noticed at most this much later.
 WATCH_AFTER_SECONDS = 0.05
 
 
@@ -158,7 +159,7 @@ class _Watcher:
         assert request is not None
         self._exchange, self._receive, self._request = exchange, receive, request
         self._task: asyncio.Task[None] | None = None
-        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER_SECONDS, self._start)
+        self._timer = alarm(WATCH_AFTER_SECONDS, self._start)
 
     def _start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch())

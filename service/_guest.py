@@ -167,7 +167,7 @@ class Guest:
         try:
             # Waiting for an instance while all are busy counts too: a queue of requests each
             # waits at most REQUEST_TIMEOUT, not the time of everyone before it.
-            async with deadline(self.limits.request_seconds):
+            with deadline(self.limits.request_seconds):
                 instance = await self._pool.acquire(invocation)
                 response = await instance.run(request, invocation)
             reusable = True

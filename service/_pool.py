@@ -91,7 +91,7 @@ class Pool:
         if slots.locked():
             try:
                 # A deadline on this task, not wait_for's task per waiting request.
-                async with deadline(self._acquire_timeout):
+                with deadline(self._acquire_timeout):
                     await slots.acquire()
             except asyncio.TimeoutError:
                 raise DatabaseUnavailable(
@@ -176,7 +176,7 @@ class Pool:
             # would open a replacement for it as well and leave one too many.
             self._tending += 1
             try:
-                async with deadline(self._connect_timeout):
+                with deadline(self._connect_timeout):
                     await conn.raw.ping(reconnect=False)
             except BaseException as e:  # gone: the fill that follows opens another
                 conn.raw.close()

@@ -51,7 +51,7 @@ class Reaper:
     async def _kill_as(self, url: DatabaseURL, thread_id: int) -> str | None:
         """Kills the session as `url`'s user; None when it is gone, else why it is not."""
         try:
-            async with deadline(self._connect_timeout + 2):
+            with deadline(self._connect_timeout + 2):
                 killer = await open_raw(**connect_args(url, self._connect_timeout))
                 try:
                     async with killer.cursor() as cur:

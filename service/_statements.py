@@ -36,7 +36,7 @@ class Statements:
         statement it was running killed."""
         conn.busy = True
         try:
-            async with deadline(self.read_timeout):
+            with deadline(self.read_timeout):
                 result = await work()
         except ServiceError:
             raise  # ours (a result over a limit): the connection was dropped where it was raised

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from service._deadline import cancel_from_outside, cancel_handled, deadline
+from service._deadline import alarm, cancel_from_outside, cancel_handled, deadline
 
 LOOPS: dict[str, Callable[[Coroutine[Any, Any, Any]], Any]] = {
     "asyncio": asyncio.run,
@@ -28,11 +28,11 @@ def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, Any]], 
 async def expires_after(seconds: float, *, inner: float | None = None) -> float:
     started = time.monotonic()
     with pytest.raises(asyncio.TimeoutError):
-        async with deadline(seconds):
+        with deadline(seconds):
             if inner is None:
                 await asyncio.sleep(30)
             else:
-                async with deadline(inner):
+                with deadline(inner):
                     await asyncio.sleep(30)
     return time.monotonic() - started
 
@@ -65,10 +65,10 @@ def test_a_deadline_left_in_time_never_fires_later(run: Callable[..., Any]) -> N
 
     async def main() -> None:
         for _ in range(1000):
-            async with deadline(0.05):
+            with deadline(0.05):
                 await asyncio.sleep(0)
         await asyncio.sleep(0.2)
-        async with deadline(0.01):
+        with deadline(0.01):
             pass
         await asyncio.sleep(0.1)
 
@@ -78,7 +78,7 @@ def test_a_deadline_left_in_time_never_fires_later(run: Callable[..., Any]) -> N
 def test_a_cancellation_from_outside_stays_a_cancellation(run: Callable[..., Any]) -> None:
     async def main() -> None:
         async def guarded() -> None:
-            async with deadline(10):
+            with deadline(10):
                 await asyncio.sleep(30)
 
         task = asyncio.ensure_future(guarded())
@@ -105,9 +105,9 @@ def test_a_cancellation_from_outside_with_a_deadline_expiring_at_that_moment_sta
         me = asyncio.current_task()
         assert me is not None
         try:
-            async with deadline(10 if which == "inner" else 0.05) as outer:
+            with deadline(10 if which == "inner" else 0.05) as outer:
                 try:
-                    async with deadline(0.05) as inner:
+                    with deadline(0.05) as inner:
                         expiring = inner if which == "inner" else outer
 
                         def together() -> None:  # both before the task runs again, on either loop
@@ -150,7 +150,7 @@ def test_loops_in_two_threads_keep_their_own_deadlines() -> None:
     def work(name: str, seconds: float) -> None:
         async def main() -> float:
             for _ in range(2000):  # interleaved with the other thread's
-                async with deadline(60):
+                with deadline(60):
                     await asyncio.sleep(0)
             return await expires_after(seconds)
 
@@ -174,10 +174,10 @@ def test_an_outer_deadline_is_kept_when_an_inner_one_expires_with_it(run: Callab
     async def main() -> float:
         started = time.monotonic()
         with pytest.raises(asyncio.TimeoutError):
-            async with deadline(0.1):  # the request's
+            with deadline(0.1):  # the request's
                 await asyncio.sleep(gap)
                 try:
-                    async with deadline(0.1):  # the pool's, entered just after
+                    with deadline(0.1):  # the pool's, entered just after
                         await asyncio.sleep(5)
                 except asyncio.TimeoutError:
                     pass
@@ -189,9 +189,9 @@ def test_an_outer_deadline_is_kept_when_an_inner_one_expires_with_it(run: Callab
 
 def test_an_inner_deadline_alone_is_the_inner_blocks_timeout(run: Callable[..., Any]) -> None:
     async def main() -> str:
-        async with deadline(5):
+        with deadline(5):
             try:
-                async with deadline(0.05):
+                with deadline(0.05):
                     await asyncio.sleep(1)
             except asyncio.TimeoutError:
                 return "inner"
@@ -207,7 +207,7 @@ def test_no_deadline_expires_more_than_the_clocks_millisecond_early_on_uvloop() 
         await asyncio.sleep(delay)
         started = time.monotonic()
         with pytest.raises(asyncio.TimeoutError):
-            async with deadline(0.02):
+            with deadline(0.02):
                 await asyncio.sleep(1)
         return time.monotonic() - started
 
@@ -216,3 +216,59 @@ def test_no_deadline_expires_more_than_the_clocks_millisecond_early_on_uvloop() 
 
     took = [t for _ in range(5) for t in LOOPS["uvloop"](main())]
     assert min(took) >= 0.019, f"expired {1000 * (0.02 - min(took)):.3f} ms early"
+
+
+def test_alarms_ring_at_their_own_time_among_deadlines_and_never_once_cancelled(run: Callable[..., Any]) -> None:
+    """Alarms (each request sets one, to start watching for its client leaving after 50 ms)
+    share the deadlines' timer: set later ones first and earlier ones after, cancel every other
+    one, and keep deadlines coming and going meanwhile: each alarm left rings once, at its
+    time and not a millisecond before, and no cancelled one rings."""
+
+    async def main() -> tuple[dict[int, float], set[int], float]:
+        rang: dict[int, float] = {}
+        started = time.monotonic()
+        alarms = {}
+        for i in range(200):
+            seconds = 0.02 * (1 + (7 - i % 7))
+            alarms[i] = (alarm(seconds, lambda i=i, s=seconds: rang.setdefault(i, time.monotonic() - started - s)), seconds)
+        cancelled = set(range(0, 200, 2))
+        for i in cancelled:
+            alarms[i][0].cancel()
+        for _ in range(500):
+            with deadline(0.01):
+                await asyncio.sleep(0)
+        timed_out = await expires_after(0.05)
+        await asyncio.sleep(0.3)
+        return rang, cancelled, timed_out
+
+    rang, cancelled, timed_out = run(main())
+    assert not cancelled & set(rang), "a cancelled alarm rang"
+    assert set(rang) == set(range(1, 200, 2)), "an alarm left did not ring"
+    assert min(rang.values()) > -0.0011 and max(rang.values()) < 0.2
+    assert 0.049 <= timed_out < 0.3
+
+
+def test_an_alarm_that_raises_stops_no_other_alarm_or_deadline(run: Callable[..., Any]) -> None:
+    """A callback that raises is reported by the loop, as a `call_later` callback's would be;
+    the alarms and deadlines due with it still happen."""
+
+    async def main() -> tuple[list[str], list[Any]]:
+        loop = asyncio.get_running_loop()
+        reported: list[Any] = []
+        loop.set_exception_handler(lambda loop, context: reported.append(context.get("exception")))
+        rang: list[str] = []
+
+        def boom() -> None:
+            raise RuntimeError("the callback failed")
+
+        alarm(0.02, boom)
+        alarm(0.02, lambda: rang.append("after"))
+        with pytest.raises(asyncio.TimeoutError):
+            with deadline(0.02):
+                await asyncio.sleep(1)
+        await asyncio.sleep(0.05)
+        return rang, reported
+
+    rang, reported = run(main())
+    assert rang == ["after"]
+    assert len(reported) == 1 and isinstance(reported[0], RuntimeError)
