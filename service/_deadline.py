@@ -138,22 +138,26 @@ class deadline:  # noqa: N801 (used like asyncio.timeout, which Python 3.10 lack
 class alarm:  # noqa: N801 (used like loop.call_later's handle)
     """Calls `callback()` on the running loop after `seconds`, unless `cancel()` comes first: as
     `loop.call_later`, on the loop's one timer. The callback runs as a callback of the loop's
-    own (`call_soon`), so that one that raises is reported as any is and stops nothing else."""
+    own (`call_soon`), so that one that raises is reported as any is and stops nothing else;
+    `cancel()` stops it also when its time has come but it has not run yet."""
 
-    __slots__ = ("_callback", "_loop", "_timer")
+    __slots__ = ("_callback", "_loop", "_timer", "_handle")
 
     def __init__(self, seconds: float, callback: Callable[[], object]) -> None:
         loop = asyncio.get_running_loop()
         self._callback = callback
         self._loop = loop
+        self._handle: asyncio.Handle | None = None
         self._timer = _timer_of(loop)
         self._timer.add(self, loop.time() + seconds)
 
     def _expire(self) -> None:
-        self._loop.call_soon(self._callback)
+        self._handle = self._loop.call_soon(self._callback)
 
     def cancel(self) -> None:
         self._timer.remove(self)
+        if self._handle is not None:
+            self._handle.cancel()
 
 
 def cancel_from_outside(task: asyncio.Task[Any]) -> None:

@@ -272,3 +272,21 @@ def test_an_alarm_that_raises_stops_no_other_alarm_or_deadline(run: Callable[...
     rang, reported = run(main())
     assert rang == ["after"]
     assert len(reported) == 1 and isinstance(reported[0], RuntimeError)
+
+
+def test_an_alarm_cancelled_after_its_time_came_but_before_it_ran_never_runs(run: Callable[..., Any]) -> None:
+    """The timer's run hands the callback to the loop; a request that ends in that same loop
+    iteration cancels its alarm before the callback's turn (which would start watching a
+    request already over). Cancelled then, it does not run, as a `call_later` handle would not."""
+
+    async def main() -> list[str]:
+        rang: list[str] = []
+        early = alarm(30, lambda: rang.append("cancelled in time"))
+        early._expire()  # what the timer does when the alarm's time comes
+        early.cancel()
+        alarm(0.01, lambda: rang.append("left alone"))
+        await asyncio.sleep(0.05)
+        early.cancel()  # again, after all: nothing
+        return rang
+
+    assert run(main()) == ["left alone"]
