@@ -1,8 +1,8 @@
 """A deadline for a block of awaits, as `asyncio.timeout` gives from Python 3.11 on, and an
 alarm, as `loop.call_later` gives.
 
-Every request enters three or four deadlines (reading the body, the guest's run, each
-statement, sending the answer) and sets an alarm (when to start watching for its client
+Every request enters two to four deadlines (reading a body, the guest's run, each statement,
+sending a large answer) and sets an alarm (when to start watching for its client
 leaving), and nearly all end long before they expire; a timer of the event loop's for each
 (created, then cancelled) was a visible part of a single-row request's cost. So the deadlines
 and alarms of one loop share one timer, set for the earliest of them: setting and dropping one
@@ -145,19 +145,25 @@ class alarm:  # noqa: N801 (used like loop.call_later's handle)
 
     def __init__(self, seconds: float, callback: Callable[[], object]) -> None:
         loop = asyncio.get_running_loop()
-        self._callback = callback
+        self._callback: Callable[[], object] | None = callback
         self._loop = loop
         self._handle: asyncio.Handle | None = None
         self._timer = _timer_of(loop)
         self._timer.add(self, loop.time() + seconds)
 
     def _expire(self) -> None:
-        self._handle = self._loop.call_soon(self._callback)
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            self._handle = self._loop.call_soon(callback)
 
     def cancel(self) -> None:
+        """Stops the alarm, and lets go of its callback: an owner whose own method the callback
+        is (a cycle through the alarm) is freed at once, not by the cycle collector."""
         self._timer.remove(self)
-        if self._handle is not None:
-            self._handle.cancel()
+        self._callback = None
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.cancel()
 
 
 def cancel_from_outside(task: asyncio.Task[Any]) -> None:

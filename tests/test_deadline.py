@@ -4,8 +4,10 @@ its own block, and never after it has been left, on asyncio's loop and on uvloop
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -290,3 +292,40 @@ def test_an_alarm_cancelled_after_its_time_came_but_before_it_ran_never_runs(run
         return rang
 
     assert run(main()) == ["left alone"]
+
+
+@pytest.mark.parametrize("when", ["before its time", "after it ran"])
+def test_an_owner_whose_method_an_alarm_calls_is_freed_at_cancel_without_the_collector(
+    run: Callable[..., Any], when: str
+) -> None:
+    """The request's watcher keeps its alarm and the alarm calls the watcher's method: a cycle.
+    Cancelled, the alarm lets go of the method, so the watcher (and the request's task, its
+    exchange and what it raised, which the watcher holds) is freed at once, as it was with a
+    `call_later` handle, and not when the cycle collector comes by."""
+
+    class Owner:
+        def __init__(self) -> None:
+            self.rang = 0
+            self.alarm = alarm(0.01, self.ring)
+
+        def ring(self) -> None:
+            self.rang += 1
+
+    async def main() -> tuple[bool, int]:
+        owner = Owner()
+        if when == "after it ran":
+            await asyncio.sleep(0.05)
+        rang = owner.rang
+        owner.alarm.cancel()
+        gone = weakref.ref(owner)
+        del owner
+        await asyncio.sleep(0)
+        return gone() is None, rang
+
+    gc.disable()
+    try:
+        freed, rang = run(main())
+    finally:
+        gc.enable()
+    assert rang == (1 if when == "after it ran" else 0)
+    assert freed, "the owner is kept alive by a reference cycle through its alarm"
