@@ -48,10 +48,21 @@ class Side:
         if revision is None:
             self.label, self.root = "working tree", ROOT
         else:
-            commit = git("rev-parse", "--verify", f"{revision}^{{commit}}")
+            try:
+                commit = git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
+            except subprocess.CalledProcessError:
+                raise SystemExit(f"ab: {revision!r} is not a commit of this repository") from None
             self.label = f"{revision} ({commit[:7]})" if not commit.startswith(revision) else commit[:7]
             self.root = self.worktree = where
             git("worktree", "add", "--detach", str(self.worktree), commit)
+        try:
+            self._prepare()
+        except BaseException:
+            self.remove()
+            raise
+
+    def _prepare(self) -> None:
+        revision = self.revision
         self.module = ROOT / MODULE
         if revision is not None and subprocess.run(["git", "diff", "--quiet", revision, "--", "guest"], cwd=ROOT).returncode:
             print(f"ab: {self.label} has a guest of its own: building it", flush=True)
@@ -59,19 +70,20 @@ class Side:
             self.module = self.root / MODULE
         # `python -m service` in the side's directory imports that side's package, not the one
         # this checkout installed: checked, not assumed.
-        where = subprocess.run(
+        imported = subprocess.run(
             [sys.executable, "-c", "import service; print(service.__file__)"],
             cwd=self.root,
             check=True,
             capture_output=True,
             text=True,
         ).stdout.strip()
-        if not Path(where).resolve().is_relative_to(self.root.resolve()):
-            raise SystemExit(f"ab: {self.label} would run the service from {where}, not from {self.root}")
+        if not Path(imported).resolve().is_relative_to(self.root.resolve()):
+            raise SystemExit(f"ab: {self.label} would run the service from {imported}, not from {self.root}")
 
     def remove(self) -> None:
         if self.worktree is not None:
-            git("worktree", "remove", "--force", str(self.worktree))
+            subprocess.run(["git", "worktree", "remove", "--force", str(self.worktree)], cwd=ROOT, capture_output=True)
+            self.worktree = None
 
 
 def pin(pid: int, cpus: set[int]) -> None:
@@ -103,24 +115,26 @@ def main() -> int:
         print(f"ab: {args.engine} is not available on this Python (wasmer: CPython 3.10 at most)", file=sys.stderr)
         return 2
     endpoint, method, path, body = ENDPOINTS[SHORT[args.endpoint]]
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.pin and len(cpus) < 2:
+        print("ab: --pin needs two CPUs at least", file=sys.stderr)
+        return 2
     processes: list[subprocess.Popen[bytes]] = []
     sides: list[Side] = []
     with tempfile.TemporaryDirectory(prefix="orders-ab-") as name:
         tmp = Path(name)
         server = EmbeddedMariaDB(tmp / "data", database="orders_bench")
-        url = server.start()
-        cpus = sorted(os.sched_getaffinity(0))
-        if args.pin:
-            if len(cpus) < 2:
-                print("ab: --pin needs two CPUs at least", file=sys.stderr)
-                return 2
-            others = set(cpus[:-1])
-            os.sched_setaffinity(0, others)  # wrk, started from here, runs there too
-            if server.pid is not None:
-                pin(server.pid, others)
         try:
+            url = server.start()
+            if args.pin:
+                others = set(cpus[:-1])
+                os.sched_setaffinity(0, others)  # wrk, started from here, runs there too
+                if server.pid is not None:
+                    pin(server.pid, others)
             sides.append(Side(args.base, tmp / "base"))
             sides.append(Side(args.against, tmp / "other"))
+            if sides[1].label == sides[0].label:  # the same version twice: the noise alone, told apart
+                sides[0].label, sides[1].label = f"{sides[0].label} (A)", f"{sides[1].label} (B)"
             seed(url)
             targets: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
             for engine in engines:
@@ -148,14 +162,24 @@ def main() -> int:
                     targets[f"{side.label} on {engine}"] = (process, base)
             runs = measure(targets, method, path, body, args, tmp)
             report(runs, endpoint, engines, sides, args)
+            failed = {name: sum(r["non_2xx"] for r in out) for name, out in runs.items()}
+            if any(failed.values()):
+                for name, count in failed.items():
+                    if count:
+                        print(f"ab: {name} answered {count:.0f} requests with an error status: its figures are not comparable")
+                return 1
         finally:
             for process in processes:
                 process.terminate()
             for process in processes:
-                process.wait(30)
-            server.stop()
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
             for side in sides:
                 side.remove()
+            server.stop()
     return 0
 
 
