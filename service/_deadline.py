@@ -152,9 +152,14 @@ class alarm:  # noqa: N801 (used like loop.call_later's handle)
         self._timer.add(self, loop.time() + seconds)
 
     def _expire(self) -> None:
-        callback, self._callback = self._callback, None
+        if self._callback is not None:
+            self._handle = self._loop.call_soon(self._ring)
+
+    def _ring(self) -> None:
+        callback = self._callback
+        self._callback = self._handle = None  # rung: nothing of the owner's is held any more
         if callback is not None:
-            self._handle = self._loop.call_soon(callback)
+            callback()
 
     def cancel(self) -> None:
         """Stops the alarm, and lets go of its callback: an owner whose own method the callback
