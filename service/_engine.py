@@ -74,6 +74,10 @@ class Instance(ABC):
     #: and most checks need not ask the engine (a call into it per check, several per request).
     _known_size = 0
 
+    def _sized(self, size: int) -> None:  # noqa: B027 (optional: a no-op by default)
+        """The memory is `size` bytes (it has grown, or is asked for the first time): every
+        range a later `_read` or `_write` is given lies inside it, until the next call."""
+
     def check(self, ptr: int, length: int) -> None:
         """Raises GuestMemoryError unless `ptr..ptr+length` is inside the guest's memory."""
         end = ptr + length
@@ -81,6 +85,7 @@ class Instance(ABC):
             raise GuestMemoryError(f"guest memory range {ptr}+{length} is outside its memory")
         if end > self._known_size:
             self._known_size = self.memory_size()
+            self._sized(self._known_size)
             if end > self._known_size:
                 raise GuestMemoryError(f"guest memory range {ptr}+{length} is outside its memory of {self._known_size} bytes")
 

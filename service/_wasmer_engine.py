@@ -15,6 +15,8 @@ class _WasmerInstance(Instance):
         self._exports = instance.exports
         self._memory = instance.exports.memory
         self._globals: dict[str, Any] = {}  # looked up once: the lookup costs more than the set
+        self._view = memoryview(b"")
+        self._view_size = -1
 
     def _global(self, name: str) -> Any:
         found = self._globals.get(name)
@@ -34,6 +36,7 @@ class _WasmerInstance(Instance):
         # through wasmer's objects, which the garbage collector cannot see into, is never freed).
         self._exports = self._memory = None
         self._globals.clear()
+        self._view, self._view_size = memoryview(b""), -1
 
     def export(self, name: str) -> Export:
         func = getattr(self._exports, name)
@@ -49,12 +52,22 @@ class _WasmerInstance(Instance):
     def memory_size(self) -> int:
         return int(self._memory.data_size)
 
+    def _buffer(self) -> memoryview:
+        # Growing the memory may move it, which leaves older buffers pointing at freed memory:
+        # a view is made again whenever the size differs from the one it was made at (a memory
+        # only grows, so the same size means the same place). Asking the size is a cheaper call
+        # than making a buffer, and it is asked every time: the guest can grow its memory during
+        # a call and then hand a host function a range inside the old size.
+        size = self._memory.data_size
+        if size != self._view_size:
+            self._view, self._view_size = memoryview(self._memory.buffer), size
+        return self._view
+
     def _read(self, ptr: int, length: int) -> bytes:
-        # A fresh view each time: growing the memory invalidates older buffers.
-        return memoryview(self._memory.buffer)[ptr : ptr + length].tobytes()
+        return self._buffer()[ptr : ptr + length].tobytes()
 
     def _write(self, ptr: int, data: bytes) -> None:
-        memoryview(self._memory.buffer)[ptr : ptr + len(data)] = data
+        self._buffer()[ptr : ptr + len(data)] = data
 
 
 class _WasmerModule(CompiledModule):

@@ -73,6 +73,9 @@ class _WasmtimeInstance(Instance):
         if fast is not None:
             self.memory_size, self._base = fast  # type: ignore[method-assign]
         self._address = self._base()  # fixed for the memory's life (memory_may_move is off)
+        #: the memory as far as a check has seen it (`_sized`): slicing a view is cheaper than a
+        #: ctypes call per read or write
+        self._view = memoryview(b"")
         self._set_epoch_deadline = unchecked_epoch_deadline(wasmtime, store) or store.set_epoch_deadline
 
     def export(self, name: str) -> Export:
@@ -112,6 +115,7 @@ class _WasmtimeInstance(Instance):
         # it, never used after.
         self.memory_size = self._base = self._set_epoch_deadline = _closed  # type: ignore[method-assign]
         self._read = self._write = _closed  # type: ignore[method-assign, assignment]
+        self._view = memoryview(b"")
         self._store.close()
 
     def memory_size(self) -> int:
@@ -120,11 +124,16 @@ class _WasmtimeInstance(Instance):
     def _base(self) -> int:
         return ctypes.addressof(self._memory.data_ptr(self._store).contents)
 
+    def _sized(self, size: int) -> None:
+        # The memory never moves, so a view of its first `size` bytes stays valid as it grows;
+        # `check` has made sure that every range read or written lies inside the view.
+        self._view = memoryview((ctypes.c_ubyte * size).from_address(self._address)).cast("B")
+
     def _read(self, ptr: int, length: int) -> bytes:
-        return ctypes.string_at(self._address + ptr, length)
+        return self._view[ptr : ptr + length].tobytes()
 
     def _write(self, ptr: int, data: bytes) -> None:
-        ctypes.memmove(self._address + ptr, data, len(data))
+        self._view[ptr : ptr + len(data)] = data
 
 
 def _closed(*args: object) -> Any:
