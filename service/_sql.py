@@ -37,12 +37,14 @@ __all__ = ["MAX_SQL_TEXT_BYTES", "Capability", "Statement", "StatementRefused", 
 class Statement:
     """A checked statement: its kind, and the text to send once values fill its placeholders."""
 
-    __slots__ = ("kind", "text", "placeholders")
+    __slots__ = ("kind", "text", "placeholders", "_parts")
 
     def __init__(self, kind: str, text: str) -> None:
         self.kind = kind
         self.text = text
-        self.placeholders = text.count("?")
+        #: the text around the placeholders
+        self._parts = tuple(text.split("?"))
+        self.placeholders = len(self._parts) - 1
 
     def bind(self, params: Sequence[Any]) -> str:
         """The text to send, each placeholder replaced by its value as a single-token literal.
@@ -54,8 +56,7 @@ class Statement:
             raise StatementRefused(f"the statement has {self.placeholders} placeholders and {len(params)} values")
         if not params:
             return self.text
-        # Split on use rather than kept split: the cache then holds one string per statement.
-        parts = self.text.split("?")
+        parts = self._parts
         out = [parts[0]]
         for value, part in zip(params, parts[1:], strict=True):
             out.append(literal(value))

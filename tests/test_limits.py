@@ -33,7 +33,18 @@ from service._wasm_format import PAGE
 
 from . import wat_guests
 from .conftest import ENGINES, ROOT, Db, EmbeddedMariaDB, Service, least_privilege, make_database
-from .wat_guests import CAPABILITY, INSERT, RESPOND, build, statement_guest, wat_guest, with_data, with_locals
+from .wat_guests import (
+    CAPABILITY,
+    INSERT,
+    INSERT_LEN,
+    REQUEST,
+    RESPOND,
+    build,
+    statement_guest,
+    wat_guest,
+    with_data,
+    with_locals,
+)
 
 ROWS_QUERY = {"sql": "SELECT order_id FROM orders", "params": []}
 
@@ -183,12 +194,30 @@ def test_garbage_instead_of_a_statement_is_answered_not_run(hostile_db: tuple[Db
                 await session.call("query", b"\xff not json"),
                 await session.call("execute", b'{"sql": 5, "params": []}'),
                 await session.call("query", b'{"sql": "SELECT 1", "params": "1"}'),
+                # UTF-8 without a byte-order mark is the only encoding (guest/ABI.md, "Conventions")
+                await session.call("query", b"\xef\xbb\xbf" + json.dumps(ROWS_QUERY).encode()),
+                await session.call("query", json.dumps(ROWS_QUERY).encode("utf-16")),
+                await session.call("query", json.dumps(ROWS_QUERY).encode("utf-32-le")),
+                await session.call("query", json.dumps(ROWS_QUERY).encode() + b" []"),
             ]
         finally:
             await session.close()
 
-    for answer in run(hostile_db, work):
+    answers = run(hostile_db, work)
+    assert len(answers) == 7
+    for answer in answers:
         assert json.loads(answer)["error"]["kind"] == "invalid"
+
+
+def test_a_statement_is_json_with_the_whitespace_json_allows(hostile_db: tuple[Db, DatabaseURL]) -> None:
+    async def work(database: Database) -> bytes:
+        session = HostSession(database, CAPABILITY, max_result_bytes=1 << 20)
+        try:
+            return await session.call("query", b" \n\t" + json.dumps(ROWS_QUERY, indent=2).encode() + b"\r\n ")
+        finally:
+            await session.close()
+
+    assert "rows" in json.loads(run(hostile_db, work))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -492,6 +521,42 @@ def test_a_guest_that_grows_memory_without_end_is_capped(engine: str, hostile_db
         assert stopped.value.limit == "memory"
 
     run(hostile_db, work)
+
+
+# Grows the memory by 64 pages, then hands the host a statement in the new pages and one
+# written over old ones after the growth: what the host reads and writes must be the memory as
+# it is now, wherever the engine put it, however its views of the memory are kept.
+GROWN_AT = 4 * PAGE + 8
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_what_the_host_reads_and_writes_follows_the_memory_as_it_grows(engine: str, tmp_path: Path) -> None:
+    first = json.loads(INSERT)
+    stale = json.dumps({**first, "params": [43, *first["params"][1:]]})  # as long as INSERT
+    assert len(stale) == INSERT_LEN
+    before = f"""
+    (drop (memory.grow (i32.const 64)))
+    (call $copy (i32.const {GROWN_AT}) (i32.const 4096) (i32.const {INSERT_LEN}))
+    (drop (call $db_execute (i32.const {GROWN_AT}) (i32.const {INSERT_LEN})))
+    (call $copy (i32.const {wat_guests.STATEMENT_AT}) (i32.const 4096) (i32.const {INSERT_LEN}))"""
+    wat = statement_guest(json.loads(stale), call="$db_execute", before=before)
+    guest = guest_with(engine, wat, tmp_path)
+    seen: list[bytes] = []
+    results = iter(b'{"rows_affected":1,"last_insert_id":%d}' % n for n in range(1, 100))
+
+    async def host_call(operation: str, payload: bytes) -> bytes:
+        seen.append(payload)
+        return next(results)
+
+    async def twice() -> list[Any]:
+        # The second request on the same instance: written into the memory as the first left it.
+        return [await guest.invoke(REQUEST, host_call, lambda level, message: None) for _ in range(2)]
+
+    answers = asyncio.run(twice())
+    assert seen == [INSERT.encode()] * 4, seen
+    assert [a.body for a in answers] == [b'{"rows_affected":1,"last_insert_id":2}', b'{"rows_affected":1,"last_insert_id":4}']
+    (instance,) = guest.idle_instances()
+    assert instance.raw.memory_size() == (4 + 2 * 64) * PAGE
 
 
 def test_the_memory_cap_is_written_into_the_module(tmp_path: Path) -> None:
