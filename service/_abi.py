@@ -55,6 +55,11 @@ _RESPONSE_KEYS = frozenset({"status", "content_type", "headers"})
 # A response header line without headers, read without a JSON parser (the common case): each
 # key once, in the order the guest writes them, so a line with a repeated key never matches.
 _SIMPLE_HEAD = re.compile(rb'\{"status":(\d{3}),"content_type":"([ !#-\[\]-~]*)","headers":\[\]\}')
+#: Simple header lines already read and found valid, and what they say: a guest answers with a
+#: few of them again and again. Kept only while there are few, so a guest writing a new one
+#: each time fills nothing.
+_KNOWN_HEADS: dict[bytes, tuple[int, str]] = {}
+_KNOWN_HEADS_MAX = 64
 # Compact, non-ASCII as UTF-8: the header line exactly as the golden file writes it.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 _string = json.encoder.encode_basestring
@@ -91,12 +96,18 @@ def decode_response(data: bytes, max_bytes: int) -> GuestResponse:
     head, newline, body = data.partition(b"\n")
     if not newline:
         raise GuestFault("the guest's response has no valid header line")
+    known = _KNOWN_HEADS.get(head)
+    if known is not None and not (body and known[0] in _NO_BODY):
+        return GuestResponse(known[0], known[1], [], body)
     simple = _SIMPLE_HEAD.fullmatch(head)
     if simple is not None:
         status = int(simple[1])
         content_type = simple[2].decode()
-        if 200 <= status <= 599 and not (body and status in _NO_BODY) and content_type in GUEST_CONTENT_TYPES:
-            return GuestResponse(status, content_type, [], body)
+        if 200 <= status <= 599 and content_type in GUEST_CONTENT_TYPES:
+            if len(_KNOWN_HEADS) < _KNOWN_HEADS_MAX:
+                _KNOWN_HEADS[head] = (status, content_type)
+            if not (body and status in _NO_BODY):
+                return GuestResponse(status, content_type, [], body)
     try:
         meta = json.loads(head, object_pairs_hook=_each_key_once)
     except (ValueError, RecursionError):

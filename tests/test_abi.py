@@ -58,3 +58,31 @@ def test_a_response_over_the_limit_is_refused_before_it_is_read() -> None:
     with pytest.raises(LimitExceeded) as raised:
         decode_response(b'{"status":200,"content_type":"application/json","headers":[]}\n' + b"x" * 100, 50)
     assert raised.value.limit == "response_bytes"
+
+
+def test_header_lines_read_once_are_remembered_few_and_checked_again_for_a_body() -> None:
+    from service import _abi
+
+    _abi._KNOWN_HEADS.clear()  # and again at the end: a test does not fill it for the others
+    try:
+        _read_many_header_lines()
+    finally:
+        _abi._KNOWN_HEADS.clear()
+
+
+def _read_many_header_lines() -> None:
+    from service import _abi
+
+    for status in range(200, 600):  # far more valid header lines than are remembered
+        head = b'{"status":%d,"content_type":"text/plain; charset=utf-8","headers":[]}' % status
+        body = b"" if status in (204, 205, 304) else b"x"
+        for _ in range(2):  # read, then read again where it was remembered
+            response = decode_response(head + b"\n" + body, 1000)
+            assert (response.status, response.content_type, response.body) == (status, "text/plain; charset=utf-8", body)
+    assert len(_abi._KNOWN_HEADS) == _abi._KNOWN_HEADS_MAX
+    # A remembered line that says "no body" still refuses one.
+    no_body = b'{"status":204,"content_type":"","headers":[]}'
+    assert decode_response(no_body + b"\n", 1000).status == 204
+    _abi._KNOWN_HEADS[no_body] = (204, "")
+    with pytest.raises(GuestFault):
+        decode_response(no_body + b"\nbody", 1000)
