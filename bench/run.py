@@ -37,6 +37,9 @@ from typing import Any
 import aiomysql
 import httpx
 import pymysql
+from sandbox import measure as measure_without_http
+from sandbox import print_table as print_without_http
+from sandbox import run_loop
 
 from service import EmbeddedMariaDB, Guest, available_engines, load_engine
 from service._abi import encode_request
@@ -619,6 +622,9 @@ def main() -> int:
         servers.stop()
         seed(url)
         ceiling = asyncio.run(database_ceiling(url, 5, args.connections))
+        print("the sandbox's own CPU without HTTP (bench/sandbox.py)", flush=True)
+        batches = (2, 50) if args.quick else (12, 300)
+        without_http = run_loop(measure_without_http(url, engines, args.guest.resolve(), *batches))
     finally:
         servers.stop()
         server.stop()
@@ -636,6 +642,7 @@ def main() -> int:
         f"throughput_{WORKERS}_workers": workers,
         "memory_after_bursts": {"bursts": args.bursts, "connections": 64, "endpoint": "GET /orders", "servers": memory},
         "database_ceiling_statements_per_s": ceiling,
+        "sandbox_without_http": without_http,
     }
     results["sandbox_cost_us_per_request"] = sandbox_costs(results, engines)
     results["targets"] = check_targets(results, engines)
@@ -802,6 +809,7 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"| {t['target']} | {t['endpoint']} | {t['server']} | {measured} | {sign} {limit} | {verdict} | {margin} {by} |")
     met = sum(t["met"] for t in results["targets"])
     print(f"\n{met} of {len(results['targets'])} targets met.")
+    print_without_http(results["sandbox_without_http"])
 
     for name, numbers in {**throughput, **workers}.items():
         print(f"{name}: start to first answer {numbers['start_to_first_answer_s']:.2f} s")
