@@ -84,9 +84,10 @@ class Instance(ABC):
         if ptr < 0 or length < 0:
             raise GuestMemoryError(f"guest memory range {ptr}+{length} is outside its memory")
         if end > self._known_size:
-            self._known_size = self.memory_size()
-            self._sized(self._known_size)
-            if end > self._known_size:
+            size = self.memory_size()
+            self._sized(size)  # first: should it fail, the size known stays the one the views cover
+            self._known_size = size
+            if end > size:
                 raise GuestMemoryError(f"guest memory range {ptr}+{length} is outside its memory of {self._known_size} bytes")
 
 

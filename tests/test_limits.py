@@ -199,12 +199,14 @@ def test_garbage_instead_of_a_statement_is_answered_not_run(hostile_db: tuple[Db
                 await session.call("query", json.dumps(ROWS_QUERY).encode("utf-16")),
                 await session.call("query", json.dumps(ROWS_QUERY).encode("utf-32-le")),
                 await session.call("query", json.dumps(ROWS_QUERY).encode() + b" []"),
+                # a surrogate is not UTF-8, even where json.loads on bytes would take it
+                await session.call("query", b'{"sql": "SELECT order_id FROM orders", "params": [], "x": "\xed\xa0\x80"}'),
             ]
         finally:
             await session.close()
 
     answers = run(hostile_db, work)
-    assert len(answers) == 7
+    assert len(answers) == 8
     for answer in answers:
         assert json.loads(answer)["error"]["kind"] == "invalid"
 

@@ -104,6 +104,40 @@ def test_a_guest_memory_never_moves_as_it_grows_so_its_address_is_read_once() ->
         raise AssertionError("a closed instance's memory was used")
 
 
+@pytest.mark.parametrize("engine", ["wasmer", "wasmtime"])
+def test_a_view_that_failed_to_follow_a_growth_is_made_again_at_the_next_access(engine: str) -> None:
+    """A memory's kept view that could not be made again when the memory grew (MemoryError,
+    an interrupt) must not leave reads inside the new size cut short, or writes refused."""
+    import wasmtime
+
+    from service import available_engines
+    from service._engine import InstanceLimits
+
+    if engine not in available_engines():
+        pytest.skip(f"{engine} does not import on this Python")
+    instance = load_engine(engine).compile(bytes(wasmtime.wat2wasm(GROWING))).instantiate({}, InstanceLimits(5.0, 1 << 30, 10))
+    grow, poke = instance.export("grow"), instance.export("poke")
+    assert grow(1) != -1
+    assert instance.read(0, 1) == b"\0"  # a view made at one page
+    assert grow(1) != -1
+    poke(65536 + 99, 5)
+    made = type(instance)._sized
+
+    def failing(self: object, size: int) -> None:
+        raise MemoryError("made to fail")
+
+    type(instance)._sized = failing  # type: ignore[method-assign]
+    try:
+        with pytest.raises(MemoryError):
+            instance.read(65536, 100)
+    finally:
+        type(instance)._sized = made  # type: ignore[method-assign]
+    assert instance.read(65536, 100) == bytes(99) + b"\x05"
+    instance.write(65536, b"x" * 10)
+    assert instance.read(65536, 11) == b"x" * 10 + b"\0"
+    instance.close()
+
+
 TRAPPING = """(module
   (import "host" "odd_raises" (func $odd_raises (param i32)))
   (memory (export "memory") 1)
