@@ -623,7 +623,7 @@ def main() -> int:
         seed(url)
         ceiling = asyncio.run(database_ceiling(url, 5, args.connections))
         print("the sandbox's own CPU without HTTP (bench/sandbox.py)", flush=True)
-        batches = (2, 50) if args.quick else (12, 300)
+        batches = (3, 50) if args.quick else (60, 100)
         without_http = run_loop(measure_without_http(url, engines, args.guest.resolve(), *batches))
     finally:
         servers.stop()

@@ -4,7 +4,7 @@ an instance, its statement checked, bound and run) against what the plain-Python
 the same request (the body parsed and checked in Python, the same statement run by aiomysql),
 both in this one process, on one MariaDB, batches of each taking turns.
 
-    .venv-3.10/bin/python bench/sandbox.py [--batches 12] [--batch 300]
+    .venv-3.10/bin/python bench/sandbox.py [--batches 60] [--batch 100]
 
 The running servers' figure (bench/run.py: the service's CPU per request less the plumbing
 peer's) has two whole servers' noise in it (uvicorn, sockets, the event loop, the access line,
@@ -47,7 +47,7 @@ GET, POST = "GET /api/orders/{id}", "POST /create_order"
 
 
 async def measure(
-    url: Any, engines: list[str], guest_module: Path = DEFAULT_MODULE, batches: int = 12, batch: int = 300
+    url: Any, engines: list[str], guest_module: Path = DEFAULT_MODULE, batches: int = 60, batch: int = 100
 ) -> dict[str, Any]:
     """Per engine and endpoint: the service's and the peer's CPU µs per request, and the difference."""
     database = Database(url)
@@ -169,8 +169,8 @@ def run_loop(work: Coroutine[Any, Any, Any]) -> Any:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", type=int, default=12, help="batches of each case, taking turns (default 12)")
-    parser.add_argument("--batch", type=int, default=300, help="requests per batch (default 300)")
+    parser.add_argument("--batches", type=int, default=60, help="batches of each case, taking turns (default 60)")
+    parser.add_argument("--batch", type=int, default=100, help="requests per batch (default 100)")
     parser.add_argument("--guest", type=Path, default=DEFAULT_MODULE, help="the guest module (default: the Rust guest)")
     args = parser.parse_args()
     from run import seed  # bench/run.py's: the schema and the 100 seeded orders
