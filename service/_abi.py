@@ -56,10 +56,10 @@ _RESPONSE_KEYS = frozenset({"status", "content_type", "headers"})
 # key once, in the order the guest writes them, so a line with a repeated key never matches.
 _SIMPLE_HEAD = re.compile(rb'\{"status":(\d{3}),"content_type":"([ !#-\[\]-~]*)","headers":\[\]\}')
 #: Simple header lines already read and found valid, and what they say: a guest answers with a
-#: few of them again and again. Kept only while there are few, so a guest writing a new one
-#: each time fills nothing.
+#: few of them again and again. Every one there can be is kept: a valid simple line has one of
+#: 400 statuses and one of the five content types, so there are at most 2,000, none of them
+#: longer than a hundred bytes.
 _KNOWN_HEADS: dict[bytes, tuple[int, str]] = {}
-_KNOWN_HEADS_MAX = 64
 # Compact, non-ASCII as UTF-8: the header line exactly as the golden file writes it.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 _string = json.encoder.encode_basestring
@@ -104,8 +104,7 @@ def decode_response(data: bytes, max_bytes: int) -> GuestResponse:
         status = int(simple[1])
         content_type = simple[2].decode()
         if 200 <= status <= 599 and content_type in GUEST_CONTENT_TYPES:
-            if len(_KNOWN_HEADS) < _KNOWN_HEADS_MAX:
-                _KNOWN_HEADS[head] = (status, content_type)
+            _KNOWN_HEADS[head] = (status, content_type)
             if not (body and status in _NO_BODY):
                 return GuestResponse(status, content_type, [], body)
     try:

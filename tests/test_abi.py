@@ -60,7 +60,7 @@ def test_a_response_over_the_limit_is_refused_before_it_is_read() -> None:
     assert raised.value.limit == "response_bytes"
 
 
-def test_header_lines_read_once_are_remembered_few_and_checked_again_for_a_body() -> None:
+def test_header_lines_found_valid_are_remembered_and_checked_again_for_a_body() -> None:
     from service import _abi
 
     _abi._KNOWN_HEADS.clear()  # and again at the end: a test does not fill it for the others
@@ -73,16 +73,28 @@ def test_header_lines_read_once_are_remembered_few_and_checked_again_for_a_body(
 def _read_many_header_lines() -> None:
     from service import _abi
 
-    for status in range(200, 600):  # far more valid header lines than are remembered
-        head = b'{"status":%d,"content_type":"text/plain; charset=utf-8","headers":[]}' % status
-        body = b"" if status in (204, 205, 304) else b"x"
-        for _ in range(2):  # read, then read again where it was remembered
-            response = decode_response(head + b"\n" + body, 1000)
-            assert (response.status, response.content_type, response.body) == (status, "text/plain; charset=utf-8", body)
-    assert len(_abi._KNOWN_HEADS) == _abi._KNOWN_HEADS_MAX
+    types = sorted(_abi.GUEST_CONTENT_TYPES)
+    for status in range(100, 700):  # every status the pattern takes, valid or not
+        for content_type in types:
+            head = b'{"status":%d,"content_type":"%s","headers":[]}' % (status, content_type.encode())
+            body = b"" if status in (204, 205, 304) else b"x"
+            for _ in range(2):  # read, then read again where it was remembered
+                if 200 <= status <= 599:
+                    response = decode_response(head + b"\n" + body, 1000)
+                    assert (response.status, response.content_type, response.body) == (status, content_type, body)
+                else:
+                    with pytest.raises(GuestFault):
+                        decode_response(head + b"\n" + body, 1000)
+    # Every valid simple line, and nothing else, is remembered: 400 statuses by 5 content types.
+    assert len(_abi._KNOWN_HEADS) == 400 * len(types) == 2000
+    assert all(200 <= status <= 599 and kind in types for status, kind in _abi._KNOWN_HEADS.values())
+    # A line with a content type a guest may not send is refused, and not remembered.
+    html = b'{"status":200,"content_type":"text/html","headers":[]}'
+    with pytest.raises(GuestFault):
+        decode_response(html + b"\n<script>", 1000)
+    assert html not in _abi._KNOWN_HEADS
     # A remembered line that says "no body" still refuses one.
     no_body = b'{"status":204,"content_type":"","headers":[]}'
-    assert decode_response(no_body + b"\n", 1000).status == 204
-    _abi._KNOWN_HEADS[no_body] = (204, "")
+    assert no_body in _abi._KNOWN_HEADS
     with pytest.raises(GuestFault):
         decode_response(no_body + b"\nbody", 1000)
