@@ -38,7 +38,6 @@ from typing import Any
 import aiomysql
 import httpx
 import pymysql
-from sandbox import print_table as print_without_http
 
 from service import EmbeddedMariaDB, Guest, available_engines, load_engine
 from service._abi import encode_request
@@ -819,6 +818,8 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"| {t['target']} | {t['endpoint']} | {t['server']} | {measured} | {sign} {limit} | {verdict} | {margin} {by} |")
     met = sum(t["met"] for t in results["targets"])
     print(f"\n{met} of {len(results['targets'])} targets met.")
+    from sandbox import print_table as print_without_http  # sandbox.py imports this module
+
     print_without_http(results["sandbox_without_http"])
 
     for name, numbers in {**throughput, **workers}.items():

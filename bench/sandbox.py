@@ -29,13 +29,15 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiomysql
+import uvloop
 from peer import COLUMNS, DECODERS, order_json, parse_order
 from pymysql.constants import CLIENT
+from run import ORDER, seed  # the order the benchmark posts; the schema and the 100 seeded orders
 
 from service import EmbeddedMariaDB, Guest, _heap, available_engines, load_engine
 from service._abi import encode_request
@@ -46,9 +48,7 @@ from service._sql import Capability
 
 ROOT = Path(__file__).resolve().parent.parent
 ORDER_ID = "42"  # one of the seeded orders (bench/run.py's seed)
-BODY = json.dumps(
-    {"product_id": 12, "quantity": 2, "amount": 19.99, "shipping": 15.0, "tax": 2.0, "shipping_address": "Mataderos 2312"}
-).encode()
+BODY = json.dumps(ORDER).encode()
 GET, POST = "GET /api/orders/{id}", "POST /create_order"
 
 
@@ -184,20 +184,6 @@ def print_table(results: dict[str, Any]) -> None:
             )
 
 
-def run_loop(work: Coroutine[Any, Any, Any]) -> Any:
-    """`asyncio.run(work)`, on uvloop where it is installed (as uvicorn runs the servers)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(work)
-    before = asyncio.get_event_loop_policy()
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    try:
-        return asyncio.run(work)
-    finally:
-        asyncio.set_event_loop_policy(before)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=60, help="batches of each case, taking turns (default 60)")
@@ -205,14 +191,14 @@ def main() -> int:
     parser.add_argument("--guest", type=Path, default=DEFAULT_MODULE, help="the guest module (default: the Rust guest)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file (bench/run.py reads them)")
     args = parser.parse_args()
-    from run import seed  # bench/run.py's: the schema and the 100 seeded orders
+    uvloop.install()  # as uvicorn runs the servers
 
     with tempfile.TemporaryDirectory(prefix="orders-sandbox-") as tmp:
         server = EmbeddedMariaDB(Path(tmp) / "data", database="orders_bench")
         url = server.start()
         try:
             seed(url)
-            results = run_loop(measure(url, available_engines(), args.guest.resolve(), args.batches, args.batch))
+            results = asyncio.run(measure(url, available_engines(), args.guest.resolve(), args.batches, args.batch))
         finally:
             server.stop()
     if args.json is not None:

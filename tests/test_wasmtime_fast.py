@@ -19,6 +19,8 @@ from service._guest import DEFAULT_MODULE
 from service._wasmtime_engine import epoch_ticker_threads
 from service._wasmtime_fast import TESTED_VERSIONS, fallbacks
 
+from .conftest import ENGINES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -104,17 +106,14 @@ def test_a_guest_memory_never_moves_as_it_grows_so_its_address_is_read_once() ->
         raise AssertionError("a closed instance's memory was used")
 
 
-@pytest.mark.parametrize("engine", ["wasmer", "wasmtime"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_view_that_failed_to_follow_a_growth_is_made_again_at_the_next_access(engine: str) -> None:
     """A memory's kept view that could not be made again when the memory grew (MemoryError,
     an interrupt) must not leave reads inside the new size cut short, or writes refused."""
     import wasmtime
 
-    from service import available_engines
     from service._engine import InstanceLimits
 
-    if engine not in available_engines():
-        pytest.skip(f"{engine} does not import on this Python")
     instance = load_engine(engine).compile(bytes(wasmtime.wat2wasm(GROWING))).instantiate({}, InstanceLimits(5.0, 1 << 30, 10))
     grow, poke = instance.export("grow"), instance.export("poke")
     assert grow(1) != -1
